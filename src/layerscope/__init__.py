@@ -1,0 +1,3 @@
+"""layerscope: look inside neural networks."""
+
+__version__ = "0.1.0"
