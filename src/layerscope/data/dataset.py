@@ -167,4 +167,7 @@ def as_text_dataset(data: Any, *, text_column: str = "text", name: str | None = 
 
 
 def _looks_like_path(s: str) -> bool:
-    return s.lower().endswith((".csv", ".tsv", ".jsonl", ".json", ".conllu", ".conll", ".txt")) or Path(s).exists()
+    return (
+        s.lower().endswith((".csv", ".tsv", ".jsonl", ".json", ".conllu", ".conll", ".txt"))
+        or Path(s).exists()
+    )
