@@ -22,6 +22,7 @@ R = TypeVar("R", bound="Result")
 
 _REGISTRY: dict[str, type[Result]] = {}
 FORMAT_VERSION = 1
+_PLOTLY_SENT = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,10 @@ class Result:
         except NotImplementedError:
             pass
         try:
-            parts.append(self.figure().to_html(full_html=False, include_plotlyjs="require"))
+            global _PLOTLY_SENT
+            # plotly.js inlined once per kernel (no CDN: notebooks must work offline too)
+            parts.append(self.figure().to_html(full_html=False, include_plotlyjs=not _PLOTLY_SENT))
+            _PLOTLY_SENT = True
         except NotImplementedError:
             pass
         return "\n".join(parts)
