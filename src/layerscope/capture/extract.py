@@ -238,6 +238,7 @@ def extract(
     overwrite: bool = False,
     progress: bool = True,
     text_column: str = "text",
+    chunk_rows: int | None = None,
 ) -> ActivationStore:
     """Stream ``data`` through ``subject`` and write pooled activations of ``sites`` to a store.
 
@@ -254,6 +255,7 @@ def extract(
         resume: continue an existing incomplete store made from the same inputs.
         overwrite: replace an existing store.
         progress: show a progress bar.
+        chunk_rows: rows per committed chunk (default: about 1 MiB per chunk of the widest site).
     Returns:
         The completed ``ActivationStore``.
     """
@@ -279,7 +281,11 @@ def extract(
         "batch_tokens": budget,
         "library": {"layerscope": __version__, "torch": torch.__version__},
     }
-    st = _open_or_create(subject, ds, site_list, manifest, Path(store), dtype, pooling, max_length, resume, overwrite)
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    st = _open_or_create(
+        subject, ds, site_list, manifest, Path(store), dtype, pooling, max_length, resume, overwrite, chunk_rows
+    )
     if st.complete:
         return st
     rows_per_example = np.bincount(st.meta("example_id"), minlength=len(ds))
@@ -319,7 +325,7 @@ def extract(
 
 def _open_or_create(
     subject: Any, ds: TextDataset, sites: list[Site], manifest: dict[str, Any], path: Path, dtype: str,
-    pooling: str, max_length: int, resume: bool, overwrite: bool,
+    pooling: str, max_length: int, resume: bool, overwrite: bool, chunk_rows: int | None,
 ) -> ActivationStore:
     if path.exists() and not overwrite:
         if not resume:
@@ -337,7 +343,7 @@ def _open_or_create(
     meta = _metadata(subject, ds, pooling, max_length, manifest["window"])
     dims = _site_dims(subject, sites)
     st = ActivationStore.create(
-        path, dims=dims, meta=meta, manifest=manifest, dtype=dtype, chunk_rows=_chunk_rows(dims, dtype),
+        path, dims=dims, meta=meta, manifest=manifest, dtype=dtype, chunk_rows=chunk_rows or _chunk_rows(dims, dtype),
         texts=ds.texts, overwrite=overwrite,
     )
     with contextlib.suppress(Exception):  # the tokenizer copy is a convenience for readers
