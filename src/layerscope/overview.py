@@ -83,9 +83,16 @@ class LayerSummaryResult(Result):
                 if np.isfinite(v):
                     rows.append({"site": s, "value": float(v), "statistic": name})
         if np.isfinite(self.majority_accuracy):
-            rows += [{"site": s, "value": self.majority_accuracy, "statistic": "majority baseline"} for s in self.sites]
+            rows += [
+                {"site": s, "value": self.majority_accuracy, "statistic": "majority baseline"}
+                for s in self.sites
+            ]
         return line_per_layer(
-            pd.DataFrame(rows), x="site", y="value", color="statistic", title="Anisotropy and class separability per site",
+            pd.DataFrame(rows),
+            x="site",
+            y="value",
+            color="statistic",
+            title="Anisotropy and class separability per site",
             y_title="value",
         )
 
@@ -96,11 +103,21 @@ class LayerSummaryResult(Result):
 
         rank = line_per_layer(
             pd.DataFrame({"site": self.sites, "value": self.effective_rank, "statistic": "effective rank"}),
-            x="site", y="value", color="statistic", title="Effective rank (participation ratio) per site",
+            x="site",
+            y="value",
+            color="statistic",
+            title="Effective rank (participation ratio) per site",
             y_title="dimensions",
         )
-        cka = heatmap(self.cka, x=self.sites, y=self.sites, title="Linear CKA between sites", colorbar_title="CKA",
-                      zmin=0.0, zmax=1.0)
+        cka = heatmap(
+            self.cka,
+            x=self.sites,
+            y=self.sites,
+            title="Linear CKA between sites",
+            colorbar_title="CKA",
+            zmin=0.0,
+            zmax=1.0,
+        )
         return [self.figure(), rank, cka]
 
 
@@ -133,7 +150,9 @@ def layer_summary(
     if labels is not None:
         y = np.asarray(labels)
         if len(y) != n:
-            raise ConfigError(f"labels has {len(y)} values but the store has {n} items; give one label per item")
+            raise ConfigError(
+                f"labels has {len(y)} values but the store has {n} items; give one label per item"
+            )
         ex = st.meta("example_id")
         uniq = np.unique(ex)
         test_ex = rng.choice(uniq, size=max(1, int(len(uniq) * test_fraction)), replace=False)

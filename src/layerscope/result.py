@@ -88,7 +88,9 @@ class Result:
         p = Path(path)
         meta_path = p / "result.json"
         if not meta_path.is_file():
-            raise StoreError(f"{p} is not a saved layerscope result (no result.json); save one with .save(path)")
+            raise StoreError(
+                f"{p} is not a saved layerscope result (no result.json); save one with .save(path)"
+            )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         type_name = meta.get("type")
         target = _REGISTRY.get(type_name) if cls is Result else cls
@@ -129,7 +131,11 @@ def _encode(name: str, value: Any, arrays: dict[str, np.ndarray]) -> Any:
         return {"kind": "array"}
     if isinstance(value, pd.DataFrame):
         return {"kind": "frame", "value": json.loads(value.to_json(orient="split", double_precision=15))}
-    if isinstance(value, dict) and value and all(isinstance(v, np.ndarray | torch.Tensor) for v in value.values()):
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, np.ndarray | torch.Tensor) for v in value.values())
+    ):
         keys = []
         for k, v in value.items():
             arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v

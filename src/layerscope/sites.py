@@ -107,7 +107,9 @@ def parse_sites(sites: object) -> list[Site]:
         try:
             items = list(sites)  # type: ignore[call-overload]
         except TypeError:
-            raise TypeError(f"sites must be a string, a Site or an iterable of them, got {type(sites).__name__}") from None
+            raise TypeError(
+                f"sites must be a string, a Site or an iterable of them, got {type(sites).__name__}"
+            ) from None
     out: list[Site] = []
     for s in items:
         site = Site.parse(s)  # type: ignore[arg-type]

@@ -11,10 +11,57 @@ from .capture.hooks import layerscope_hook_count
 from .models.adapter import Adapter
 from .models.subject import Subject
 
-_WORDS = (
-    "the a an cat dog sat on mat hello world is was of and to in it that this new old big small red blue "
-    "run runs running ran walk walked play played un believ able ##s ##ed ##ing ##able ##ly ##er ##est . , ! ? ' - "
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "an",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "hello",
+    "world",
+    "is",
+    "was",
+    "of",
+    "and",
+    "to",
+    "in",
+    "it",
+    "that",
+    "this",
+    "new",
+    "old",
+    "big",
+    "small",
+    "red",
+    "blue",
+    "run",
+    "runs",
+    "running",
+    "ran",
+    "walk",
+    "walked",
+    "play",
+    "played",
+    "un",
+    "believ",
+    "able",
+    "##s",
+    "##ed",
+    "##ing",
+    "##able",
+    "##ly",
+    "##er",
+    "##est",
+    ".",
+    ",",
+    "!",
+    "?",
+    "'",
+    "-",
+]
 
 
 def tiny_wordpiece_tokenizer(*, with_specials: bool = True) -> Any:
@@ -35,7 +82,11 @@ def tiny_wordpiece_tokenizer(*, with_specials: bool = True) -> Any:
             single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
         )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
 
@@ -45,15 +96,24 @@ def tiny_bpe_tokenizer(corpus: list[str] | None = None, *, vocab_size: int = 300
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    corpus = corpus or [
-        "The cat sat on the mat.", "Hello world, hello again!", "Unbelievable: running dogs played.",
-        "A new red ball, an old blue car.", "It was small; it is big.",
-    ] * 4
+    corpus = (
+        corpus
+        or [
+            "The cat sat on the mat.",
+            "Hello world, hello again!",
+            "Unbelievable: running dogs played.",
+            "A new red ball, an old blue car.",
+            "It was small; it is big.",
+        ]
+        * 4
+    )
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(corpus, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
@@ -61,7 +121,9 @@ def tiny_bpe_tokenizer(corpus: list[str] | None = None, *, vocab_size: int = 300
 
 def _subject(model: nn.Module, tokenizer: Any, name: str) -> Subject:
     model.eval()
-    return Subject(model=model, adapter=Adapter.for_model(model), name=name, tokenizer=tokenizer, revision="tiny")
+    return Subject(
+        model=model, adapter=Adapter.for_model(model), name=name, tokenizer=tokenizer, revision="tiny"
+    )
 
 
 def tiny_bert(*, seed: int = 0, n_layers: int = 2, classifier: bool = False) -> Subject:
@@ -70,9 +132,15 @@ def tiny_bert(*, seed: int = 0, n_layers: int = 2, classifier: bool = False) -> 
 
     tok = tiny_wordpiece_tokenizer()
     torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=n_layers, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    cfg = BertConfig(  # type: ignore[call-arg]
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
         num_labels=3,
     )
     model: nn.Module = BertForSequenceClassification(cfg) if classifier else BertModel(cfg)
@@ -86,8 +154,17 @@ def tiny_llama(*, seed: int = 0, n_layers: int = 2) -> Subject:
     tok = tiny_bpe_tokenizer()
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     return _subject(LlamaForCausalLM(cfg), tok, "tiny-llama")
 
@@ -99,8 +176,16 @@ def tiny_gpt2(*, seed: int = 0, n_layers: int = 2) -> Subject:
     tok = tiny_bpe_tokenizer()
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        vocab_size=len(tok), n_embd=32, n_layer=n_layers, n_head=4, n_positions=64, resid_pdrop=0.0,
-        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=n_layers,
+        n_head=4,
+        n_positions=64,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return _subject(GPT2LMHeadModel(cfg), tok, "tiny-gpt2")
 
@@ -109,8 +194,13 @@ def tiny_cnn(*, seed: int = 0, n_classes: int = 10) -> nn.Sequential:
     """A small random CNN for 32x32 RGB images (generic adapter: module sites and logits)."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(16, n_classes),
     ).eval()
 

@@ -19,11 +19,26 @@ def _run(subject, sites):
 @pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
 def test_pre_ln_residual_identities(make):
     s = make()
-    tr, out, _ = _run(s, ["blocks.*.resid_pre", "blocks.*.attn.out", "blocks.*.resid_mid", "blocks.*.mlp.out",
-                          "blocks.*.resid_post", "final", "logits", "embed"])
+    tr, out, _ = _run(
+        s,
+        [
+            "blocks.*.resid_pre",
+            "blocks.*.attn.out",
+            "blocks.*.resid_mid",
+            "blocks.*.mlp.out",
+            "blocks.*.resid_post",
+            "final",
+            "logits",
+            "embed",
+        ],
+    )
     for i in range(s.n_layers):
-        torch.testing.assert_close(tr[f"blocks.{i}.resid_mid"], tr[f"blocks.{i}.resid_pre"] + tr[f"blocks.{i}.attn.out"])
-        torch.testing.assert_close(tr[f"blocks.{i}.resid_post"], tr[f"blocks.{i}.resid_mid"] + tr[f"blocks.{i}.mlp.out"])
+        torch.testing.assert_close(
+            tr[f"blocks.{i}.resid_mid"], tr[f"blocks.{i}.resid_pre"] + tr[f"blocks.{i}.attn.out"]
+        )
+        torch.testing.assert_close(
+            tr[f"blocks.{i}.resid_post"], tr[f"blocks.{i}.resid_mid"] + tr[f"blocks.{i}.mlp.out"]
+        )
         if i + 1 < s.n_layers:
             torch.testing.assert_close(tr[f"blocks.{i + 1}.resid_pre"], tr[f"blocks.{i}.resid_post"])
     torch.testing.assert_close(tr["logits"], out.logits)
@@ -33,7 +48,7 @@ def test_pre_ln_residual_identities(make):
 
 def test_llama_embed_is_resid_pre0_and_mlp_post_is_gated():
     s = tiny_llama()
-    tr, _, enc = _run(s, ["embed", "blocks.0.resid_pre", "blocks.0.resid_mid", "blocks.0.mlp.post"])
+    tr, _, _enc = _run(s, ["embed", "blocks.0.resid_pre", "blocks.0.resid_mid", "blocks.0.mlp.post"])
     torch.testing.assert_close(tr["embed"], tr["blocks.0.resid_pre"])
     mlp = s.model.model.layers[0].mlp
     x = s.model.model.layers[0].post_attention_layernorm(tr["blocks.0.resid_mid"])
@@ -50,13 +65,27 @@ def test_gpt2_embed_plus_positions_is_resid_pre0():
 
 def test_bert_post_ln_identities():
     s = tiny_bert()
-    tr, out, _ = _run(s, ["blocks.*.resid_pre", "blocks.*.attn.out", "blocks.*.resid_mid", "blocks.*.mlp.out",
-                          "blocks.*.resid_post", "blocks.*.mlp.post", "final"])
+    tr, out, _ = _run(
+        s,
+        [
+            "blocks.*.resid_pre",
+            "blocks.*.attn.out",
+            "blocks.*.resid_mid",
+            "blocks.*.mlp.out",
+            "blocks.*.resid_post",
+            "blocks.*.mlp.post",
+            "final",
+        ],
+    )
     for i in range(s.n_layers):
         layer = s.model.encoder.layer[i]
         ln1, ln2 = layer.attention.output.LayerNorm, layer.output.LayerNorm
-        torch.testing.assert_close(tr[f"blocks.{i}.resid_mid"], ln1(tr[f"blocks.{i}.resid_pre"] + tr[f"blocks.{i}.attn.out"]))
-        torch.testing.assert_close(tr[f"blocks.{i}.resid_post"], ln2(tr[f"blocks.{i}.resid_mid"] + tr[f"blocks.{i}.mlp.out"]))
+        torch.testing.assert_close(
+            tr[f"blocks.{i}.resid_mid"], ln1(tr[f"blocks.{i}.resid_pre"] + tr[f"blocks.{i}.attn.out"])
+        )
+        torch.testing.assert_close(
+            tr[f"blocks.{i}.resid_post"], ln2(tr[f"blocks.{i}.resid_mid"] + tr[f"blocks.{i}.mlp.out"])
+        )
         torch.testing.assert_close(layer.output.dense(tr[f"blocks.{i}.mlp.post"]), tr[f"blocks.{i}.mlp.out"])
     torch.testing.assert_close(tr["final"], out.last_hidden_state)
 

@@ -29,7 +29,10 @@ def test_hooks_removed_after_success_and_exception(llama):
 
     handle = llama.model.model.layers[1].register_forward_pre_hook(bad_forward)
     try:
-        with pytest.raises(ValueError, match="inside forward"), capture(llama, ["blocks.1.resid_post"], stop=False):
+        with (
+            pytest.raises(ValueError, match="inside forward"),
+            capture(llama, ["blocks.1.resid_post"], stop=False),
+        ):
             llama.forward(_inputs(llama))
     finally:
         handle.remove()
@@ -62,7 +65,9 @@ def test_stop_cuts_forward_after_last_site(llama):
 
 def test_gradients_flow_when_not_detached(llama):
     inputs = _inputs(llama)
-    with capture(llama, {"blocks.0.resid_post": SiteOptions(retain_grad=True)}, stop=False, detach=False) as tr:
+    with capture(
+        llama, {"blocks.0.resid_post": SiteOptions(retain_grad=True)}, stop=False, detach=False
+    ) as tr:
         out = llama.forward(inputs)
     out.logits[..., 3].sum().backward()
     g = tr["blocks.0.resid_post"].grad
@@ -71,9 +76,13 @@ def test_gradients_flow_when_not_detached(llama):
 
 
 def test_site_fn_dtype_and_cpu(llama):
-    with torch.no_grad(), capture(
-        llama, {"blocks.0.mlp.post": SiteOptions(fn=lambda t: t.mean(1), dtype=torch.float16, to_cpu=True)}
-    ) as tr:
+    with (
+        torch.no_grad(),
+        capture(
+            llama,
+            {"blocks.0.mlp.post": SiteOptions(fn=lambda t: t.mean(1), dtype=torch.float16, to_cpu=True)},
+        ) as tr,
+    ):
         llama.forward(_inputs(llama))
     v = tr["blocks.0.mlp.post"]
     assert v.shape == (2, 64) and v.dtype == torch.float16
@@ -83,7 +92,9 @@ def test_noop_intervention_is_bit_identical(llama):
     inputs = _inputs(llama)
     with torch.no_grad():
         ref = llama.forward(inputs).logits
-        with intervene(llama, {"blocks.*.resid_post": lambda t, site: None, "blocks.0.mlp.post": lambda t, site: t}):
+        with intervene(
+            llama, {"blocks.*.resid_post": lambda t, site: None, "blocks.0.mlp.post": lambda t, site: t}
+        ):
             got = llama.forward(inputs).logits
     assert torch.equal(ref, got)
     assert_no_hooks(llama)
@@ -104,9 +115,11 @@ def test_zero_ablation_changes_output_and_equals_manual(llama):
 
 def test_intervene_on_input_site_and_capture_sees_edit(llama):
     inputs = _inputs(llama)
-    with torch.no_grad(), intervene(llama, {"blocks.1.resid_pre": lambda t, site: t * 0}), capture(
-        llama, ["blocks.1.resid_pre"]
-    ) as tr:
+    with (
+        torch.no_grad(),
+        intervene(llama, {"blocks.1.resid_pre": lambda t, site: t * 0}),
+        capture(llama, ["blocks.1.resid_pre"]) as tr,
+    ):
         llama.forward(inputs)
     assert tr["blocks.1.resid_pre"].abs().max() == 0
 
@@ -118,8 +131,10 @@ def test_intervene_bad_inputs(llama):
         intervene(llama, {})
     with pytest.raises(InterventionError, match="not a callable"):
         intervene(llama, {"blocks.0.mlp.out": 3})
-    with pytest.raises(InterventionError, match="returned a"), torch.no_grad(), intervene(
-        llama, {"blocks.0.mlp.out": lambda t, site: "x"}
+    with (
+        pytest.raises(InterventionError, match="returned a"),
+        torch.no_grad(),
+        intervene(llama, {"blocks.0.mlp.out": lambda t, site: "x"}),
     ):
         llama.forward(_inputs(llama))
     assert_no_hooks(llama)

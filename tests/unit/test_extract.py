@@ -10,7 +10,24 @@ from layerscope.data import TextDataset
 from layerscope.errors import ConfigError, DataError, StoreError, UnknownSiteError
 from layerscope.testing import assert_no_hooks, tiny_bert, tiny_llama
 
-WORDS = "the cat sat on a mat hello world unbelievable running dog ran red blue new old".split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "hello",
+    "world",
+    "unbelievable",
+    "running",
+    "dog",
+    "ran",
+    "red",
+    "blue",
+    "new",
+    "old",
+]
 
 
 def _texts(n, seed=0):
@@ -42,8 +59,17 @@ def _manual(subject, texts, site, pooling):
 @pytest.mark.parametrize("pooling", ["sentence_mean", "token", "sentence_last"])
 def test_extract_matches_unbatched_capture(bert, tmp_path, pooling):
     texts = _texts(37)
-    st = extract(bert, texts, "blocks.*.resid_post", store=tmp_path / "s", pooling=pooling, dtype="float32",
-                 window=8, batch_tokens=64, progress=False)
+    st = extract(
+        bert,
+        texts,
+        "blocks.*.resid_post",
+        store=tmp_path / "s",
+        pooling=pooling,
+        dtype="float32",
+        window=8,
+        batch_tokens=64,
+        progress=False,
+    )
     assert st.complete and st.sites == ["blocks.0.resid_post", "blocks.1.resid_post"]
     ref = _manual(bert, texts, "blocks.1.resid_post", pooling)
     np.testing.assert_allclose(st.read("blocks.1.resid_post"), ref, atol=2e-5)
@@ -54,7 +80,9 @@ def test_extract_matches_unbatched_capture(bert, tmp_path, pooling):
 
 
 def test_word_pooling_metadata(bert, tmp_path):
-    ds = TextDataset.from_words([["the", "cat", "sat"], ["unbelievable", "dog"]], labels={"pos": [["D", "N", "V"], ["A", "N"]]})
+    ds = TextDataset.from_words(
+        [["the", "cat", "sat"], ["unbelievable", "dog"]], labels={"pos": [["D", "N", "V"], ["A", "N"]]}
+    )
     st = extract(bert, ds, ["blocks.0.resid_post"], store=tmp_path / "w", pooling="word_mean", progress=False)
     md = st.metadata()
     assert list(md.example_id) == [0, 0, 0, 1, 1] and list(md.word_id) == [0, 1, 2, 0, 1]
@@ -90,8 +118,12 @@ def test_resume_after_crash_equals_uninterrupted(bert, tmp_path, monkeypatch):
 
     seen = []
     run = ex._run_batch
-    monkeypatch.setattr(ex, "_run_batch", lambda s, b, *a: (seen.extend(b.indices.tolist()), run(s, b, *a))[1])
-    resumed = extract(bert, texts, ["blocks.0.resid_post", "blocks.1.mlp.post"], store=tmp_path / "part", **kw)
+    monkeypatch.setattr(
+        ex, "_run_batch", lambda s, b, *a: (seen.extend(b.indices.tolist()), run(s, b, *a))[1]
+    )
+    resumed = extract(
+        bert, texts, ["blocks.0.resid_post", "blocks.1.mlp.post"], store=tmp_path / "part", **kw
+    )
     assert resumed.complete
     committed_examples = int(part.meta("example_id")[2 * part.chunk_rows - 1])
     assert min(seen) >= (committed_examples // 16) * 16  # committed windows were not recomputed
@@ -117,7 +149,9 @@ def test_complete_store_is_reused_and_mismatch_is_refused(bert, tmp_path):
 
 
 def test_checksum_detects_corruption(bert, tmp_path):
-    st = extract(bert, _texts(20), "blocks.0.resid_post", store=tmp_path / "s", dtype="float32", progress=False)
+    st = extract(
+        bert, _texts(20), "blocks.0.resid_post", store=tmp_path / "s", dtype="float32", progress=False
+    )
     arr = st._array("acts", "blocks.0.resid_post")
     arr[3] = arr[3] + 1.0
     with pytest.raises(StoreError, match="checksum"):
@@ -135,7 +169,9 @@ def test_int8_store_roundtrip(bert, tmp_path):
 def test_causal_lm_last_token(tmp_path):
     s = tiny_llama()
     texts = ["the cat sat", "hello world again and again"]
-    st = extract(s, texts, "final", store=tmp_path / "l", pooling="last_token", dtype="float32", progress=False)
+    st = extract(
+        s, texts, "final", store=tmp_path / "l", pooling="last_token", dtype="float32", progress=False
+    )
     for i, t in enumerate(texts):
         with torch.no_grad(), capture(s, ["final"]) as tr:
             s.forward(dict(s.tokenize([t])))

@@ -10,7 +10,9 @@ from layerscope.testing import tiny_bpe_tokenizer, tiny_wordpiece_tokenizer
 
 def _align(tok, ds, i=0, **kw):
     enc = tok([ds.texts[i]], return_offsets_mapping=True, return_special_tokens_mask=True, **kw)
-    return enc, align_tokens_to_words(ds.texts[i], enc["offset_mapping"][0], enc["special_tokens_mask"][0], ds.word_spans[i])
+    return enc, align_tokens_to_words(
+        ds.texts[i], enc["offset_mapping"][0], enc["special_tokens_mask"][0], ds.word_spans[i]
+    )
 
 
 def test_wordpiece_pieces_map_to_their_word_and_specials_to_minus_one():
@@ -27,7 +29,7 @@ def test_wordpiece_pieces_map_to_their_word_and_specials_to_minus_one():
 
 def test_bpe_leading_space_tokens_and_pretokenised_words():
     ds = TextDataset.from_words([["I", "ca", "n't", "believe", "it", "."]])
-    enc, t2w = _align(tiny_bpe_tokenizer(), ds)
+    _enc, t2w = _align(tiny_bpe_tokenizer(), ds)
     # every word gets at least one token, tokens never map outside words, order is monotone
     assert set(t2w[t2w >= 0]) == set(range(6))
     assert np.all(np.diff(t2w[t2w >= 0]) >= 0)
@@ -37,7 +39,7 @@ def test_same_word_split_differently_in_context():
     tok = tiny_bpe_tokenizer()
     ds = TextDataset.from_texts(["running", "the running dogs"])
     for i, word in ((0, 0), (1, 1)):
-        enc, t2w = _align(tok, ds, i)
+        _enc, t2w = _align(tok, ds, i)
         assert word in t2w
 
 
@@ -64,7 +66,10 @@ def test_batch_pooler_matches_manual():
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).bool()
     plans = [
         plan_example(p, t2w, 2, L)
-        for p, t2w, L in [("word_mean", np.array([-1, 0, 1, 1, -1]), 5), ("word_mean", np.array([-1, 0, 1]), 3)]
+        for p, t2w, L in [
+            ("word_mean", np.array([-1, 0, 1, 1, -1]), 5),
+            ("word_mean", np.array([-1, 0, 1]), 3),
+        ]
     ]
     out = BatchPooler.build("word_mean", plans, mask)(x)
     expect = torch.stack([x[0, 1], x[0, 2:4].mean(0), x[1, 1], x[1, 2]])
@@ -73,7 +78,9 @@ def test_batch_pooler_matches_manual():
     torch.testing.assert_close(sm[1], x[1, :3].mean(0))
     mx = BatchPooler.build("sentence_max", [plan_example("sentence_max", np.zeros(5), 1, 5)] * 2, mask)(x)
     torch.testing.assert_close(mx[1], x[1, :3].amax(0))
-    last = BatchPooler.build("sentence_last", [plan_example("sentence_last", np.zeros(L), 1, L) for L in (5, 3)], mask)(x)
+    last = BatchPooler.build(
+        "sentence_last", [plan_example("sentence_last", np.zeros(L), 1, L) for L in (5, 3)], mask
+    )(x)
     torch.testing.assert_close(last, torch.stack([x[0, 4], x[1, 2]]))
 
 

@@ -43,7 +43,11 @@ class Batch:
 def default_max_length(subject: Any) -> int:
     """The longest input the model takes, capped at 512 tokens."""
     cfg = getattr(subject.model, "config", None)
-    limits = [512, getattr(cfg, "max_position_embeddings", None), getattr(subject.tokenizer, "model_max_length", None)]
+    limits = [
+        512,
+        getattr(cfg, "max_position_embeddings", None),
+        getattr(subject.tokenizer, "model_max_length", None),
+    ]
     return int(min(v for v in limits if isinstance(v, int) and v > 0))
 
 
@@ -53,7 +57,9 @@ def default_batch_tokens(subject: Any) -> int:
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
         cfg = subject.model.config
-        per_token = 4 * 16 * getattr(cfg, "hidden_size", 1024) * max(1, getattr(cfg, "num_hidden_layers", 12)) // 4
+        per_token = (
+            4 * 16 * getattr(cfg, "hidden_size", 1024) * max(1, getattr(cfg, "num_hidden_layers", 12)) // 4
+        )
         return int(max(2048, min(1 << 17, free // 3 // max(per_token, 1))))
     return 8192
 
@@ -73,7 +79,9 @@ def _tokenize(subject: Any, texts: Sequence[str], max_length: int) -> dict[str, 
     )
 
 
-def _plans(subject: Any, data: TextDataset, idx: range, pooling: str, max_length: int) -> tuple[list[list[int]], list[ExamplePlan]]:
+def _plans(
+    subject: Any, data: TextDataset, idx: range, pooling: str, max_length: int
+) -> tuple[list[list[int]], list[ExamplePlan]]:
     enc = _tokenize(subject, [data.texts[i] for i in idx], max_length)
     ids, plans = [], []
     for k, i in enumerate(idx):
@@ -86,7 +94,9 @@ def _plans(subject: Any, data: TextDataset, idx: range, pooling: str, max_length
 
 
 def _pack(order: np.ndarray, lengths: np.ndarray, budget: int, max_batch: int = 256) -> list[np.ndarray]:
-    batches, cur, longest = [], [], 0
+    batches: list[np.ndarray] = []
+    cur: list[int] = []
+    longest = 0
     for i in order:
         L = int(lengths[i])
         if cur and (max(longest, L) * (len(cur) + 1) > budget or len(cur) >= max_batch):
@@ -166,7 +176,9 @@ def _run_batch(subject: Any, batch: Batch, sites: list[str], pooling: str) -> di
     return {s: tr[s] for s in sites}
 
 
-def _run_with_backoff(subject: Any, batch: Batch, sites: list[str], pooling: str) -> list[tuple[Batch, dict[str, torch.Tensor]]]:
+def _run_with_backoff(
+    subject: Any, batch: Batch, sites: list[str], pooling: str
+) -> list[tuple[Batch, dict[str, torch.Tensor]]]:
     try:
         return [(batch, _run_batch(subject, batch, sites, pooling))]
     except Exception as e:
@@ -284,7 +296,17 @@ def extract(
     if chunk_rows is not None and chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
     st = _open_or_create(
-        subject, ds, site_list, manifest, Path(store), dtype, pooling, max_length, resume, overwrite, chunk_rows
+        subject,
+        ds,
+        site_list,
+        manifest,
+        Path(store),
+        dtype,
+        pooling,
+        max_length,
+        resume,
+        overwrite,
+        chunk_rows,
     )
     if st.complete:
         return st
@@ -298,7 +320,12 @@ def extract(
     with _progress_bar(progress, len(ds), start_window * window) as advance, cf.ThreadPoolExecutor(1) as pool:
         pending: cf.Future[None] | None = None
         for w, batches in iter_batches(
-            subject, ds, pooling=pooling, max_length=max_length, batch_tokens=budget, window=window,
+            subject,
+            ds,
+            pooling=pooling,
+            max_length=max_length,
+            batch_tokens=budget,
+            window=window,
             start_window=start_window,
         ):
             lo, hi = w * window, min((w + 1) * window, len(ds))
@@ -324,8 +351,17 @@ def extract(
 
 
 def _open_or_create(
-    subject: Any, ds: TextDataset, sites: list[Site], manifest: dict[str, Any], path: Path, dtype: str,
-    pooling: str, max_length: int, resume: bool, overwrite: bool, chunk_rows: int | None,
+    subject: Any,
+    ds: TextDataset,
+    sites: list[Site],
+    manifest: dict[str, Any],
+    path: Path,
+    dtype: str,
+    pooling: str,
+    max_length: int,
+    resume: bool,
+    overwrite: bool,
+    chunk_rows: int | None,
 ) -> ActivationStore:
     if path.exists() and not overwrite:
         if not resume:
@@ -343,8 +379,14 @@ def _open_or_create(
     meta = _metadata(subject, ds, pooling, max_length, manifest["window"])
     dims = _site_dims(subject, sites)
     st = ActivationStore.create(
-        path, dims=dims, meta=meta, manifest=manifest, dtype=dtype, chunk_rows=chunk_rows or _chunk_rows(dims, dtype),
-        texts=ds.texts, overwrite=overwrite,
+        path,
+        dims=dims,
+        meta=meta,
+        manifest=manifest,
+        dtype=dtype,
+        chunk_rows=chunk_rows or _chunk_rows(dims, dtype),
+        texts=ds.texts,
+        overwrite=overwrite,
     )
     with contextlib.suppress(Exception):  # the tokenizer copy is a convenience for readers
         subject.tokenizer.save_pretrained(str(st.path / "tokenizer"))
@@ -353,7 +395,9 @@ def _open_or_create(
     return st
 
 
-def _metadata(subject: Any, ds: TextDataset, pooling: str, max_length: int, window: int) -> dict[str, np.ndarray]:
+def _metadata(
+    subject: Any, ds: TextDataset, pooling: str, max_length: int, window: int
+) -> dict[str, np.ndarray]:
     cols: dict[str, list[np.ndarray]] = {"example_id": [], "position": [], "token_id": [], "word_id": []}
     dropped = 0
     for w in range(-(-len(ds) // window)):
@@ -364,7 +408,9 @@ def _metadata(subject: Any, ds: TextDataset, pooling: str, max_length: int, wind
             cols["example_id"].append(np.full(k, i, np.int64))
             cols["position"].append(p.positions)
             tid = np.asarray(toks, np.int32)
-            cols["token_id"].append(np.where(p.positions >= 0, tid[np.clip(p.positions, 0, None)], -1).astype(np.int32))
+            cols["token_id"].append(
+                np.where(p.positions >= 0, tid[np.clip(p.positions, 0, None)], -1).astype(np.int32)
+            )
             cols["word_id"].append(p.word_ids)
             dropped += p.dropped_words
     out = {k: np.concatenate(v) if v else np.zeros(0, np.int32) for k, v in cols.items()}
@@ -377,7 +423,14 @@ def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Any]:
     if not enabled:
         yield lambda n: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("[bold]extract"),

@@ -48,7 +48,7 @@ def replace(value: Any, index: int, new: torch.Tensor) -> Any:
         items[index] = new
         return items
     if isinstance(value, Mapping):
-        out = value.__class__(**value) if hasattr(value, "to_tuple") else dict(value)
+        out: Any = value.__class__(**value) if hasattr(value, "to_tuple") else dict(value)
         key = "logits" if "logits" in value else list(value.keys())[index]
         out[key] = new
         return out
@@ -84,10 +84,14 @@ class HookSet:
         for (_name, io), group in by_module.items():
             module = group[0].module
             if io == "output":
-                self.handles.append(module.register_forward_hook(LayerscopeHook(_output_hook(group, on_value))))
+                self.handles.append(
+                    module.register_forward_hook(LayerscopeHook(_output_hook(group, on_value)))
+                )
             else:
                 self.handles.append(
-                    module.register_forward_pre_hook(LayerscopeHook(_input_hook(group, on_value)), with_kwargs=True)
+                    module.register_forward_pre_hook(
+                        LayerscopeHook(_input_hook(group, on_value)), with_kwargs=True
+                    )
                 )
 
     def remove(self) -> None:
@@ -132,7 +136,7 @@ def layerscope_hook_count(model: nn.Module) -> int:
     n = 0
     for m in model.modules():
         for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks):
-            n += sum(isinstance(h, LayerscopeHook) for h in d.values())
+            n += sum(isinstance(h, LayerscopeHook) for h in d.values())  # type: ignore[operator]
     return n
 
 
@@ -144,11 +148,12 @@ def eager_attention_if(model: nn.Module, needed: bool) -> Iterator[None]:
     if not needed or current in (None, "eager") or not hasattr(model, "set_attn_implementation"):
         yield
         return
-    model.set_attn_implementation("eager")
+    setter: Any = model.set_attn_implementation
+    setter("eager")
     try:
         yield
     finally:
-        model.set_attn_implementation(current)
+        setter(current)
 
 
 def adapter_of(model: Any) -> tuple[nn.Module, Adapter]:
@@ -162,9 +167,7 @@ def adapter_of(model: Any) -> tuple[nn.Module, Adapter]:
         if isinstance(cached, Adapter) and cached.model is model:
             return model, cached
         ad = Adapter.for_model(model)
-        try:
+        with contextlib.suppress(Exception):  # exotic modules may refuse new attributes
             object.__setattr__(model, "_layerscope_adapter", ad)
-        except Exception:  # pragma: no cover - exotic modules
-            pass
         return model, ad
     raise TypeError(f"expected a layerscope Subject or a torch nn.Module, got {type(model).__name__}")

@@ -39,8 +39,16 @@ POOLINGS: tuple[str, ...] = (
     "sentence_max",
     "last_token",
 )
-_ALIASES = {"word": "word_first", "sentence": "sentence_mean", "mean": "sentence_mean", "cls": "sentence_first",
-            "first": "sentence_first", "last": "sentence_last", "max": "sentence_max", "tokens": "token"}
+_ALIASES = {
+    "word": "word_first",
+    "sentence": "sentence_mean",
+    "mean": "sentence_mean",
+    "cls": "sentence_first",
+    "first": "sentence_first",
+    "last": "sentence_last",
+    "max": "sentence_max",
+    "tokens": "token",
+}
 
 
 def check_pooling(pooling: str) -> str:
@@ -177,7 +185,9 @@ class BatchPooler:
         if self.flat_index is not None:
             return x.reshape(B * T, d).index_select(0, self.flat_index)
         if self.pooling == "word_mean":
-            assert self.mean_tokens is not None and self.mean_index is not None and self.mean_counts is not None
+            assert (
+                self.mean_tokens is not None and self.mean_index is not None and self.mean_counts is not None
+            )
             src = x.reshape(B * T, d).index_select(0, self.mean_tokens).float()
             out = torch.zeros(self.n_items, d, dtype=torch.float32, device=x.device)
             out.index_add_(0, self.mean_index, src)

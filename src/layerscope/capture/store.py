@@ -61,7 +61,9 @@ class ActivationStore:
         p = Path(path)
         if p.exists():
             if not overwrite:
-                raise StoreError(f"{p} already exists; pass overwrite=True (CLI: --overwrite) or another path")
+                raise StoreError(
+                    f"{p} already exists; pass overwrite=True (CLI: --overwrite) or another path"
+                )
             shutil.rmtree(p)
         n = len(next(iter(meta.values())))
         tmp = p.with_name(f".{p.name}.creating")
@@ -70,18 +72,38 @@ class ActivationStore:
         n_chunks = max(1, -(-n // chunk_rows))
         for site, d in dims.items():
             root.create_array(
-                f"acts/{_key(site)}", shape=(n, d), chunks=(chunk_rows, d), dtype=DTYPES[dtype], compressors=None,
+                f"acts/{_key(site)}",
+                shape=(n, d),
+                chunks=(chunk_rows, d),
+                dtype=DTYPES[dtype],
+                compressors=None,
                 fill_value=0,
             )
-            root.create_array(f"checksums/{_key(site)}", shape=(n_chunks,), chunks=(n_chunks,), dtype=np.uint32, fill_value=0)
+            root.create_array(
+                f"checksums/{_key(site)}",
+                shape=(n_chunks,),
+                chunks=(n_chunks,),
+                dtype=np.uint32,
+                fill_value=0,
+            )
             if dtype == "int8":
-                root.create_array(f"scale/{_key(site)}", shape=(n,), chunks=(chunk_rows,), dtype=np.float32, fill_value=0)
+                root.create_array(
+                    f"scale/{_key(site)}", shape=(n,), chunks=(chunk_rows,), dtype=np.float32, fill_value=0
+                )
         for field in META_FIELDS:
             arr = np.asarray(meta[field])
-            a = root.create_array(f"meta/{field}", shape=arr.shape, chunks=(max(1, min(n, 1 << 18)),), dtype=arr.dtype)
+            a = root.create_array(
+                f"meta/{field}", shape=arr.shape, chunks=(max(1, min(n, 1 << 18)),), dtype=arr.dtype
+            )
             a[:] = arr
-        full = {**manifest, "dtype": dtype, "chunk_rows": chunk_rows, "n_items": n, "dims": dict(dims),
-                "format": "layerscope-activation-store/1"}
+        full = {
+            **manifest,
+            "dtype": dtype,
+            "chunk_rows": chunk_rows,
+            "n_items": n,
+            "dims": dict(dims),
+            "format": "layerscope-activation-store/1",
+        }
         root.attrs.update(full)
         if texts is not None:
             atomic_write_text(tmp / "examples.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in texts))
@@ -162,7 +184,9 @@ class ActivationStore:
             return (out.astype(np.float32) * s[:, None]).astype(dtype)
         return np.asarray(out).astype(dtype, copy=False)
 
-    def iter_rows(self, site: str, *, block: int | None = None, dtype: Any = np.float32) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_rows(
+        self, site: str, *, block: int | None = None, dtype: Any = np.float32
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Stream ``(start_row, block)`` pairs of a site (memory-flat reading of large stores)."""
         step = block or self.chunk_rows * 8
         for start in range(0, self.n_items, step):
@@ -224,7 +248,9 @@ class ActivationStore:
         self._commit(min(start + R, self.n_items))
 
     def _commit(self, rows: int) -> None:
-        atomic_write_json(self.path / "progress.json", {"rows_committed": rows, "complete": rows >= self.n_items})
+        atomic_write_json(
+            self.path / "progress.json", {"rows_committed": rows, "complete": rows >= self.n_items}
+        )
 
     def mark_complete(self) -> None:
         """Mark an (empty or fully written) store complete."""

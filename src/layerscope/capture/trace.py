@@ -88,7 +88,9 @@ class _Session:
             raise
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         try:
             self.hooks.remove()
         finally:
@@ -96,7 +98,7 @@ class _Session:
         return et is not None and issubclass(et, StopForward)
 
 
-class capture(_Session):  # noqa: N801 - used as a context manager, named like one
+class capture(_Session):
     """Read activations at ``sites`` during forward passes run inside the ``with`` block.
 
     ``with capture(subject, ["blocks.3.resid_post"]) as tr: subject.model(**batch)`` then ``tr["blocks.3.resid_post"]``.
@@ -163,7 +165,7 @@ class capture(_Session):  # noqa: N801 - used as a context manager, named like o
 InterventionFn = Callable[..., "torch.Tensor | None"]
 
 
-class intervene(_Session):  # noqa: N801 - used as a context manager, named like one
+class intervene(_Session):
     """Edit activations at sites (ablation, patching, steering) during forwards inside the ``with`` block.
 
     ``fn(tensor, *, site) -> tensor | None``: return a tensor of the same shape to replace the activation,
@@ -188,7 +190,9 @@ class intervene(_Session):  # noqa: N801 - used as a context manager, named like
                 )
             fn = by_key[r.site.name]
             if not callable(fn):
-                raise InterventionError(f"the edit for {r.site.name!r} is a {type(fn).__name__}, not a callable")
+                raise InterventionError(
+                    f"the edit for {r.site.name!r} is a {type(fn).__name__}, not a callable"
+                )
             fns[r.site.name] = fn
         self.fns = fns
 

@@ -35,7 +35,9 @@ class Adapter:
         if table is not None:
             blocks = self._modules.get(base + table.blocks)
             if not isinstance(blocks, nn.ModuleList | nn.Sequential):
-                raise UnknownSiteError(f"model has no block list at {base + table.blocks!r} for family {table.family}")
+                raise UnknownSiteError(
+                    f"model has no block list at {base + table.blocks!r} for family {table.family}"
+                )
             self.n_layers = len(blocks)
         self._logits = self._find_logits()
 

@@ -27,7 +27,9 @@ class ImageSpec:
         if x.ndim == 3:
             x = x.unsqueeze(0)
         if x.ndim != 4:
-            raise DataError(f"images must be [N, H, W, 3] uint8 or [N, 3, H, W] float, got shape {tuple(x.shape)}")
+            raise DataError(
+                f"images must be [N, H, W, 3] uint8 or [N, 3, H, W] float, got shape {tuple(x.shape)}"
+            )
         if x.dtype == torch.uint8:
             if x.shape[-1] != 3:
                 raise DataError(f"uint8 images must be [N, H, W, 3], got shape {tuple(x.shape)}")
@@ -36,7 +38,9 @@ class ImageSpec:
             raise DataError(f"float images must be [N, 3, H, W] in [0, 1], got shape {tuple(x.shape)}")
         x = x.float()
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+            x = torch.nn.functional.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", antialias=True
+            )
         return self.normalise(x)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +77,10 @@ _MEANING = {
 }
 
 
-_VISION_MEANING = {"embed": "stem output (input of the first block)", "final": "last feature map (before pooling)"}
+_VISION_MEANING = {
+    "embed": "stem output (input of the first block)",
+    "final": "last feature map (before pooling)",
+}
 
 
 @dataclasses.dataclass
@@ -112,7 +119,12 @@ class Subject:
 
     def manifest(self) -> dict[str, Any]:
         """Identity of the model for store manifests and reports."""
-        return {"name": self.name, "revision": self.revision, "source": self.source, "family": self.adapter.family}
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "source": self.source,
+            "family": self.adapter.family,
+        }
 
     # -- inputs ------------------------------------------------------------------------------------
     def tokenize(self, texts: list[str], *, max_length: int | None = None, offsets: bool = False) -> Any:

