@@ -22,6 +22,7 @@ _EXPORTS = {
     "intervene": "layerscope.capture.trace",
     "SiteOptions": "layerscope.capture.trace",
     "extract": "layerscope.capture.extract",
+    "extract_images": "layerscope.capture.extract_images",
     "ActivationStore": "layerscope.capture.store",
     "TextDataset": "layerscope.data.dataset",
     "read_dataset": "layerscope.data.readers",

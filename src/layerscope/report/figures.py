@@ -184,8 +184,12 @@ def line_per_layer(
         raise ConfigError(f"line_per_layer: columns {missing} not in the frame (it has {list(df.columns)})")
     groups = [(None, df)] if color is None else list(df.groupby(color, sort=False))
     fig = go.Figure()
+    numeric_x = df[x].dtype.kind in "iuf"
     for name, part in groups:
-        part = part.sort_values(x)
+        if (
+            numeric_x
+        ):  # categorical x (site names) keeps the frame's order: "blocks.10" must follow "blocks.9"
+            part = part.sort_values(x)
         fig.add_trace(
             go.Scatter(
                 x=part[x].to_numpy(),
@@ -200,5 +204,7 @@ def line_per_layer(
     fig.update_layout(title={"text": title} if title else None, showlegend=color is not None)
     few_ints = df[x].dtype.kind in "iu" and df[x].nunique() <= 16
     fig.update_xaxes(title_text=x, dtick=1 if few_ints else None)
+    if not numeric_x:
+        fig.update_xaxes(categoryorder="array", categoryarray=list(dict.fromkeys(df[x].tolist())))
     fig.update_yaxes(title_text=y_title or y, range=list(y_range) if y_range else None)
     return apply_style(fig)

