@@ -100,7 +100,7 @@ def extract_images(
             subject.forward({"x": x0})
         dims = {s: int(tr[s].shape[-1]) for s in names}
         n = len(arr)
-        meta = {
+        meta: dict[str, np.ndarray] = {
             "example_id": np.arange(n, dtype=np.int64),
             "position": np.full(n, -1, np.int32),
             "token_id": np.full(n, -1, np.int32),
