@@ -91,3 +91,22 @@ def test_pooling_bad_inputs():
     p = BatchPooler.build("token", [plan_example("token", np.zeros(2), 1, 2)], torch.ones(1, 2).bool())
     with pytest.raises(ConfigError, match="cannot pool"):
         p(torch.zeros(1, 2, 2, 2))
+
+
+def test_token_spanning_two_words_belongs_to_both():
+    from layerscope.capture.pooling import word_token_ranges
+
+    text = "Don't !!"
+    words = [(0, 2), (2, 5), (6, 7), (7, 8)]  # spaCy: Do | n't | ! | !
+    offsets = [(0, 0), (0, 3), (3, 5), (5, 8), (0, 0)]  # [BOS] "Don" "'t" " !!" [EOS]
+    special = [1, 0, 0, 0, 1]
+    r = word_token_ranges(text, offsets, special, words)
+    assert r.tolist() == [[1, 1], [1, 2], [3, 3], [3, 3]]
+    t2w = align_tokens_to_words(text, offsets, special, words)
+    plan = plan_example("word_mean", t2w, 4, 5, r)
+    assert plan.dropped_words == 0 and plan.positions.tolist() == [1, 1, 3, 3]
+    x = torch.arange(5.0).view(1, 5, 1)
+    out = BatchPooler.build("word_mean", [plan], torch.ones(1, 5).bool())(x)
+    assert out.squeeze(1).tolist() == [1.0, 1.5, 3.0, 3.0]
+    last = plan_example("word_last", t2w, 4, 5, r)
+    assert last.positions.tolist() == [1, 2, 3, 3]

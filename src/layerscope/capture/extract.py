@@ -23,7 +23,14 @@ from .. import __version__
 from ..data.dataset import TextDataset, as_text_dataset
 from ..errors import ConfigError, StoreError
 from ..sites import Site
-from .pooling import BatchPooler, ExamplePlan, align_tokens_to_words, check_pooling, plan_example
+from .pooling import (
+    BatchPooler,
+    ExamplePlan,
+    align_tokens_to_words,
+    check_pooling,
+    plan_example,
+    word_token_ranges,
+)
 from .store import ActivationStore
 from .trace import SiteOptions, capture
 
@@ -85,11 +92,11 @@ def _plans(
     enc = _tokenize(subject, [data.texts[i] for i in idx], max_length)
     ids, plans = [], []
     for k, i in enumerate(idx):
-        t2w = align_tokens_to_words(
-            data.texts[i], enc["offset_mapping"][k], enc["special_tokens_mask"][k], data.word_spans[i]
-        )
+        args = (data.texts[i], enc["offset_mapping"][k], enc["special_tokens_mask"][k], data.word_spans[i])
+        t2w = align_tokens_to_words(*args)
+        ranges = word_token_ranges(*args) if pooling.startswith("word_") else None
         ids.append(enc["input_ids"][k])
-        plans.append(plan_example(pooling, t2w, len(data.words[i]), len(enc["input_ids"][k])))
+        plans.append(plan_example(pooling, t2w, len(data.words[i]), len(enc["input_ids"][k]), ranges))
     return ids, plans
 
 

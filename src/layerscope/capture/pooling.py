@@ -93,6 +93,44 @@ def align_tokens_to_words(
     return out
 
 
+def word_token_ranges(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    special: Sequence[int],
+    word_spans: Sequence[tuple[int, int]],
+) -> np.ndarray:
+    """Per word, the ``[first, last]`` token positions whose characters overlap it (``[-1, -1]``: none).
+
+    A token that spans several words (BPE ``"!!"`` for spaCy's ``"!" "!"``, ``"Don"`` for ``"Do" "n't"``)
+    belongs to each of them, so no word that is in the input is ever left without tokens.
+    """
+    n_words = len(word_spans)
+    out = np.full((n_words, 2), -1, dtype=np.int64)
+    if n_words == 0 or len(offsets) == 0:
+        return out
+    pos, starts, ends = [], [], []
+    for t, ((a, b), sp) in enumerate(zip(offsets, special, strict=True)):
+        if sp or b <= a:
+            continue
+        piece = text[a:b]
+        lead = len(piece) - len(piece.lstrip())
+        if lead == len(piece):
+            continue
+        pos.append(t)
+        starts.append(a + lead)
+        ends.append(b)
+    if not pos:
+        return out
+    p, ts, te = np.asarray(pos), np.asarray(starts), np.maximum.accumulate(np.asarray(ends))
+    spans = np.asarray(word_spans, dtype=np.int64).reshape(-1, 2)
+    i0 = np.searchsorted(te, spans[:, 0], side="right")  # first token ending after the word starts
+    i1 = np.searchsorted(ts, spans[:, 1], side="left") - 1  # last token starting before the word ends
+    ok = (i0 <= i1) & (i0 < len(p)) & (i1 >= 0)
+    out[ok, 0] = p[i0[ok]]
+    out[ok, 1] = p[i1[ok]]
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ExamplePlan:
     """What one example contributes to the store: its item positions and word ids."""
@@ -102,35 +140,41 @@ class ExamplePlan:
     word_ids: np.ndarray  # per item: word index (-1 where not a word item)
     token_to_word: np.ndarray  # per token: word index or -1
     dropped_words: int  # words with no token (truncation)
+    ranges: np.ndarray | None = None  # word items: [first, last] token positions, [n_items, 2]
 
 
-def plan_example(pooling: str, tok2word: np.ndarray, n_words: int, length: int) -> ExamplePlan:
-    """Which items an example yields under ``pooling``."""
-    dropped = 0
+def plan_example(
+    pooling: str, tok2word: np.ndarray, n_words: int, length: int, ranges: np.ndarray | None = None
+) -> ExamplePlan:
+    """Which items an example yields under ``pooling``.
+
+    Args:
+        tok2word: per token, its word (``align_tokens_to_words``).
+        n_words: number of words of the example.
+        length: number of tokens.
+        ranges: per word, ``[first, last]`` overlapping tokens (``word_token_ranges``); derived from
+            ``tok2word`` when omitted.
+    """
+    none = np.full(1, -1, np.int32)
     if pooling == "token":
-        positions = np.arange(length, dtype=np.int32)
-        word_ids = tok2word[:length].astype(np.int32)
-    elif pooling.startswith("word_"):
-        valid = tok2word >= 0
-        words_present = np.unique(tok2word[valid])
-        dropped = n_words - len(words_present)
-        if pooling == "word_last":
-            # last occurrence of each word: search reversed
-            rev = tok2word[::-1]
-            pos = [length - 1 - int(np.argmax(rev == w)) for w in words_present]
-        else:
-            pos = [int(np.argmax(tok2word == w)) for w in words_present]
-        positions = np.asarray(pos, dtype=np.int32)
-        word_ids = words_present.astype(np.int32)
-        if pooling == "word_mean":
-            positions = np.asarray([int(np.argmax(tok2word == w)) for w in words_present], dtype=np.int32)
-    elif pooling == "sentence_first":
-        positions, word_ids = np.zeros(1, np.int32), np.full(1, -1, np.int32)
-    elif pooling in ("sentence_last", "last_token"):
-        positions, word_ids = np.full(1, length - 1, np.int32), np.full(1, -1, np.int32)
-    else:  # sentence_mean / sentence_max
-        positions, word_ids = np.full(1, -1, np.int32), np.full(1, -1, np.int32)
-    return ExamplePlan(length, positions, word_ids, tok2word, dropped)
+        return ExamplePlan(
+            length, np.arange(length, dtype=np.int32), tok2word[:length].astype(np.int32), tok2word, 0
+        )
+    if pooling.startswith("word_"):
+        if ranges is None:
+            ranges = np.full((n_words, 2), -1, dtype=np.int64)
+            for w in np.unique(tok2word[tok2word >= 0]):
+                hit = np.nonzero(tok2word == w)[0]
+                ranges[w] = (hit[0], hit[-1])
+        present = np.nonzero(ranges[:, 0] >= 0)[0]
+        r = ranges[present]
+        positions = (r[:, 1] if pooling == "word_last" else r[:, 0]).astype(np.int32)
+        return ExamplePlan(length, positions, present.astype(np.int32), tok2word, n_words - len(present), r)
+    if pooling == "sentence_first":
+        return ExamplePlan(length, np.zeros(1, np.int32), none, tok2word, 0)
+    if pooling in ("sentence_last", "last_token"):
+        return ExamplePlan(length, np.full(1, length - 1, np.int32), none, tok2word, 0)
+    return ExamplePlan(length, none.copy(), none, tok2word, 0)  # sentence_mean / sentence_max
 
 
 @dataclasses.dataclass
@@ -159,12 +203,18 @@ class BatchPooler:
             toks, idx, cnt = [], [], []
             base = 0
             for b, p in enumerate(plans):
-                lut = {int(w): k for k, w in enumerate(p.word_ids)}
-                sel = np.nonzero(p.token_to_word >= 0)[0]
-                toks.append(b * T + sel.astype(np.int64))
-                idx.append(np.asarray([base + lut[int(w)] for w in p.token_to_word[sel]], dtype=np.int64))
-                cnt.append(np.bincount(idx[-1] - base, minlength=len(p.word_ids)))
-                base += len(p.word_ids)
+                assert p.ranges is not None
+                lens = p.ranges[:, 1] - p.ranges[:, 0] + 1
+                item = np.repeat(np.arange(len(lens)), lens)
+                tok = (
+                    np.concatenate([np.arange(a, z + 1) for a, z in p.ranges])
+                    if len(lens)
+                    else np.zeros(0, np.int64)
+                )
+                toks.append(b * T + tok.astype(np.int64))
+                idx.append(base + item.astype(np.int64))
+                cnt.append(lens)
+                base += len(lens)
             mean_tok = torch.as_tensor(np.concatenate(toks), device=dev)
             mean_idx = torch.as_tensor(np.concatenate(idx), device=dev)
             counts = torch.as_tensor(np.concatenate(cnt), device=dev)
