@@ -68,9 +68,10 @@ def extract(
     model: Annotated[str, typer.Argument(help="model name or path")],
     data: Annotated[str, typer.Argument(help="multiemo | cifar10 | a .csv/.tsv/.jsonl/.txt/.conllu file")],
     store: Annotated[Path, typer.Option("--store", "-o", help="activation store folder to write")],
-    site: Annotated[list[str], typer.Option("--site", "-s", help="site or pattern, repeatable")] = [
-        "blocks.*.resid_post"
-    ],  # noqa: B006
+    site: Annotated[
+        list[str] | None,
+        typer.Option("--site", "-s", help="site or pattern, repeatable (default blocks.*.resid_post)"),
+    ] = None,
     pooling: Annotated[
         str,
         typer.Option(
@@ -90,6 +91,7 @@ def extract(
     from .capture.extract import extract as run_extract
     from .capture.extract_images import extract_images
 
+    site = site or ["blocks.*.resid_post"]
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     subject = _load(model, device)

@@ -22,7 +22,7 @@ def test_minilm_sites_match_hidden_states_and_attentions(minilm):
     names = minilm.adapter.site_names()
     assert minilm.adapter.family == "bert" and minilm.n_layers == 6
     assert len(names) == 1 + 6 * 8 + 1  # embed, 8 per block, final (no head: no logits)
-    tr, out, enc = _run(minilm, ["blocks.*.resid_post", "blocks.0.resid_pre", "blocks.*.attn.pattern"])
+    tr, _, enc = _run(minilm, ["blocks.*.resid_post", "blocks.0.resid_pre", "blocks.*.attn.pattern"])
     with torch.no_grad():
         ref = minilm.model(**enc, output_hidden_states=True)
     torch.testing.assert_close(tr["blocks.0.resid_pre"], ref.hidden_states[0])
@@ -75,7 +75,7 @@ def test_smollm2_identities_and_logits(smollm2):
         "embed",
         "blocks.0.resid_pre",
     ]
-    tr, out, enc = _run(smollm2, sites)
+    tr, out, _ = _run(smollm2, sites)
     torch.testing.assert_close(
         tr["blocks.10.resid_mid"], tr["blocks.10.resid_pre"] + tr["blocks.10.attn.out"]
     )
