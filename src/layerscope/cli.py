@@ -223,8 +223,6 @@ def demo(
 
 def main() -> None:
     """Console entry point: LayerscopeError -> one line on stderr, exit 2."""
-    import click
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(standalone_mode=False)
@@ -232,15 +230,19 @@ def main() -> None:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        msg = " ".join(e.format_message().split())
-        print(f"error: {msg} (see --help)", file=sys.stderr)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+    except Exception as e:
+        # typer's (vendored) click exceptions: usage errors, typer.Exit, Abort
+        name = type(e).__name__
+        if name == "Exit":
+            sys.exit(getattr(e, "exit_code", 0))
+        if name == "Abort":
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            msg = " ".join(e.format_message().split())
+            print(f"error: {msg} (see --help)", file=sys.stderr)
+            sys.exit(2)
+        raise
     except KeyboardInterrupt:
         print("interrupted (an extraction resumes where it stopped when run again)", file=sys.stderr)
         sys.exit(130)
