@@ -71,32 +71,43 @@ def default_batch_tokens(subject: Any) -> int:
     return 8192
 
 
-def _tokenize(subject: Any, texts: Sequence[str], max_length: int) -> dict[str, Any]:
+def _tokenize(subject: Any, texts: Sequence[str], max_length: int, *, offsets: bool = True) -> dict[str, Any]:
     tok = subject.tokenizer
     if tok is None:
         raise ConfigError(f"{subject.name} has no tokenizer; extract() takes text models")
-    if not getattr(tok, "is_fast", False):
+    if offsets and not getattr(tok, "is_fast", False):
         raise ConfigError(f"{subject.name}'s tokenizer is a slow tokenizer; word alignment needs a fast one")
     return tok(
         list(texts),
         truncation=True,
         max_length=max_length,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
+        return_offsets_mapping=offsets,
+        return_special_tokens_mask=offsets,
     )
 
 
 def _plans(
     subject: Any, data: TextDataset, idx: range, pooling: str, max_length: int
 ) -> tuple[list[list[int]], list[ExamplePlan]]:
-    enc = _tokenize(subject, [data.texts[i] for i in idx], max_length)
+    # sentence pooling needs no word alignment: skip offsets (the tokenizer and the per-token loop)
+    words = pooling == "token" or pooling.startswith("word_")
+    enc = _tokenize(subject, [data.texts[i] for i in idx], max_length, offsets=words)
     ids, plans = [], []
     for k, i in enumerate(idx):
-        args = (data.texts[i], enc["offset_mapping"][k], enc["special_tokens_mask"][k], data.word_spans[i])
-        t2w = align_tokens_to_words(*args)
-        ranges = word_token_ranges(*args) if pooling.startswith("word_") else None
+        n_tok = len(enc["input_ids"][k])
+        if words:
+            args = (
+                data.texts[i],
+                enc["offset_mapping"][k],
+                enc["special_tokens_mask"][k],
+                data.word_spans[i],
+            )
+            t2w = align_tokens_to_words(*args)
+            ranges = word_token_ranges(*args) if pooling.startswith("word_") else None
+        else:
+            t2w, ranges = np.full(n_tok, -1, np.int32), None
         ids.append(enc["input_ids"][k])
-        plans.append(plan_example(pooling, t2w, len(data.words[i]), len(enc["input_ids"][k]), ranges))
+        plans.append(plan_example(pooling, t2w, len(data.words[i]), n_tok, ranges))
     return ids, plans
 
 
@@ -177,10 +188,13 @@ def _is_oom(e: BaseException) -> bool:
 
 def _run_batch(subject: Any, batch: Batch, sites: list[str], pooling: str) -> dict[str, torch.Tensor]:
     pooler = BatchPooler.build(pooling, batch.plans, batch.attention_mask.bool())
-    opts = {s: SiteOptions(fn=pooler, dtype=torch.float32, to_cpu=True) for s in sites}
+    opts = {s: SiteOptions(fn=pooler, dtype=torch.float32) for s in sites}
     with torch.inference_mode(), capture(subject, opts, stop=True) as tr:
         subject.forward({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
-    return {s: tr[s] for s in sites}
+    # one device->host copy per batch (not one synchronising copy per site inside the forward)
+    widths = [tr[s].shape[-1] for s in sites]
+    host = torch.cat([tr[s] for s in sites], dim=1).cpu() if len(sites) > 1 else tr[sites[0]].cpu()
+    return dict(zip(sites, torch.split(host, widths, dim=1), strict=True))
 
 
 def _run_with_backoff(
@@ -340,13 +354,12 @@ def extract(
             out = {s: np.empty((row_start[hi] - base, st.manifest["dims"][s]), np.float32) for s in names}
             for batch in batches:
                 for b, res in _run_with_backoff(subject, batch, names, pooling):
-                    offs = 0
-                    for i, plan in zip(b.indices, b.plans, strict=True):
-                        k = len(plan.positions)
-                        r0 = row_start[i] - base
-                        for s in names:
-                            out[s][r0 : r0 + k] = res[s][offs : offs + k].numpy()
-                        offs += k
+                    # rows of the batch's items in the window, in batch order (one scatter per site)
+                    counts = np.asarray([len(p.positions) for p in b.plans])
+                    first = row_start[b.indices] - base
+                    tgt = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+                    for s in names:
+                        out[s][tgt] = res[s].numpy()
                     advance(len(b.indices))
             if pending is not None:
                 pending.result()
