@@ -194,3 +194,30 @@ def test_extract_bad_inputs(bert, tmp_path):
     with pytest.raises(StoreError, match="not a layerscope"):
         ActivationStore.open(tmp_path)
     assert_no_hooks(bert)
+
+
+def test_oom_backoff_splits_batches_and_keeps_results(bert, tmp_path, monkeypatch):
+    texts = _texts(40, seed=5)
+    kw = dict(pooling="token", dtype="float32", window=16, batch_tokens=512, progress=False)
+    ref = extract(bert, texts, "blocks.1.resid_post", store=tmp_path / "ref", **kw)
+    real = ex._run_batch
+    sizes = []
+
+    def flaky(subject, batch, sites, pooling):
+        sizes.append(len(batch.indices))
+        if len(batch.indices) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(subject, batch, sites, pooling)
+
+    monkeypatch.setattr(ex, "_run_batch", flaky)
+    got = extract(bert, texts, "blocks.1.resid_post", store=tmp_path / "oom", **kw)
+    assert max(sizes) > 4 and any(s <= 4 for s in sizes)
+    np.testing.assert_allclose(got.read("blocks.1.resid_post"), ref.read("blocks.1.resid_post"), atol=1e-5)
+
+    def always(subject, batch, sites, pooling):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(ex, "_run_batch", always)
+    with pytest.raises(ConfigError, match="does not fit in memory"):
+        extract(bert, texts[:3], "blocks.1.resid_post", store=tmp_path / "never", **kw)
+    assert_no_hooks(bert)
