@@ -43,43 +43,51 @@ SITES = "blocks.*.resid_post"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def run_plain(subject: Any, ds: Any, batch_tokens: int | None, window: int) -> float:
-    t0 = time.perf_counter()
-    with torch.inference_mode():
+class Timer:
+    """Wall and process CPU time (all threads, so extract's writer thread counts) of a block."""
+
+    def __enter__(self) -> Timer:
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.w0, time.process_time() - self.c0
+
+
+def run_plain(subject: Any, ds: Any, batch_tokens: int | None, window: int) -> Timer:
+    with Timer() as t, torch.inference_mode():
         for _, batches in iter_batches(subject, ds, batch_tokens=batch_tokens, window=window):
             for b in batches:
                 subject.model(input_ids=b.input_ids, attention_mask=b.attention_mask)
-    return time.perf_counter() - t0
+    return t
 
 
-def run_plain_fwd(subject: Any, batches: list[Any]) -> float:
-    t0 = time.perf_counter()
-    with torch.inference_mode():
+def run_plain_fwd(subject: Any, batches: list[Any]) -> Timer:
+    with Timer() as t, torch.inference_mode():
         for b in batches:
             subject.model(input_ids=b.input_ids, attention_mask=b.attention_mask)
-    return time.perf_counter() - t0
+    return t
 
 
 def run_extract(
     subject: Any, ds: Any, pooling: str, tmp: Path, batch_tokens: int | None, window: int
-) -> float:
+) -> Timer:
     store = tmp / f"store-{pooling}"
     shutil.rmtree(store, ignore_errors=True)
-    t0 = time.perf_counter()
-    extract(
-        subject,
-        ds,
-        SITES,
-        store=store,
-        pooling=pooling,
-        dtype="float16",
-        batch_tokens=batch_tokens,
-        window=window,
-        progress=False,
-    )
-    dt = time.perf_counter() - t0
+    with Timer() as t:
+        extract(
+            subject,
+            ds,
+            SITES,
+            store=store,
+            pooling=pooling,
+            dtype="float16",
+            batch_tokens=batch_tokens,
+            window=window,
+            progress=False,
+        )
     shutil.rmtree(store, ignore_errors=True)
-    return dt
+    return t
 
 
 def profile_extract(
@@ -162,15 +170,18 @@ def main() -> None:
             subject, ds, "token", tmp, args.batch_tokens, args.window
         )
     run_plain_fwd(subject, batches[:2])  # warm-up (allocator, kernels)
-    times: dict[str, list[float]] = {k: [] for k in contenders}
+    wall: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
     try:
         for r in range(args.rounds):
             order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
             for name in order:
-                dt = contenders[name]()
-                times[name].append(dt)
+                t = contenders[name]()
+                wall[name].append(t.wall)
+                cpu[name].append(t.cpu)
                 print(
-                    f"  round {r + 1}/{args.rounds} {name:<14} {dt:7.2f} s  {len(ds) / dt:7.1f} sent/s",
+                    f"  round {r + 1}/{args.rounds} {name:<14} {t.wall:7.2f} s wall {t.cpu:7.2f} s cpu  "
+                    f"{len(ds) / t.wall:7.1f} sent/s",
                     flush=True,
                 )
         prof = None
@@ -179,17 +190,23 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     rate = {k: len(ds) / v for k, v in med.items()}
-    print(f"\n{'contender':<14} {'median s':>9} {'sent/s':>9} {'vs plain':>9}")
-    for k in contenders:
-        print(f"{k:<14} {med[k]:9.2f} {rate[k]:9.1f} {rate[k] / rate['plain']:9.3f}")
+    # per-round ratio of neighbours in time: robust to drifts in machine load between rounds
+    paired = {k: statistics.median(p / x for p, x in zip(wall["plain"], wall[k], strict=True)) for k in wall}
     print(
-        f"\nratio extract_mean/plain (sentences/s): {rate['extract_mean'] / rate['plain']:.3f}  (target >= 0.9)"
+        f"\n{'contender':<14} {'wall s':>8} {'cpu s':>8} {'sent/s':>8} {'ratio':>7} {'paired':>7} {'cpu ratio':>9}"
     )
-    if "extract_token" in rate:
-        print(f"ratio extract_token/plain (sentences/s): {rate['extract_token'] / rate['plain']:.3f}")
-    print(f"tokenisation+batching share of plain: {1 - med['plain_fwd'] / med['plain']:.1%}")
+    for k in contenders:
+        print(
+            f"{k:<14} {med[k]:8.2f} {med_cpu[k]:8.2f} {rate[k]:8.1f} {rate[k] / rate['plain']:7.3f} "
+            f"{paired[k]:7.3f} {med_cpu['plain'] / med_cpu[k]:9.3f}"
+        )
+    print("ratio = throughput / plain throughput (medians); paired = median of per-round ratios;")
+    print("cpu ratio = plain CPU seconds / contender CPU seconds (less sensitive to other load)")
+    print(f"\nextract_mean / plain: {rate['extract_mean'] / rate['plain']:.3f} (target >= 0.9)")
+    print(f"tokenisation+batching share of plain (wall): {1 - med['plain_fwd'] / med['plain']:.1%}")
     info["loadavg_end"] = os.getloadavg()
     out = {
         "machine": info,
@@ -198,9 +215,14 @@ def main() -> None:
         "tokens": real,
         "padded_tokens": padded,
         "batches": len(batches),
-        "times_s": times,
-        "median_s": med,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "median_wall_s": med,
+        "median_cpu_s": med_cpu,
         "sent_per_s": rate,
+        "ratio_vs_plain": {k: rate[k] / rate["plain"] for k in rate},
+        "paired_ratio_vs_plain": paired,
+        "cpu_ratio_vs_plain": {k: med_cpu["plain"] / med_cpu[k] for k in med_cpu},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))

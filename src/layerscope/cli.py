@@ -187,6 +187,67 @@ def report_cmd(
 
 
 @app.command()
+def probe(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="model(s) to probe; repeat to compare")
+    ] = ["minilm"],  # noqa: B006
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", "-t", help="built-in task or task file; repeatable (default: all built-in)"),
+    ] = None,
+    probe_family: Annotated[
+        list[str] | None, typer.Option("--probe", "-p", help="linear, ridge, lda, mlp; repeatable")
+    ] = None,
+    site: Annotated[
+        list[str] | None, typer.Option("--site", "-s", help="sites (default: embeddings + every resid_post)")
+    ] = None,
+    control: Annotated[bool, typer.Option(help="fit control tasks and report selectivity")] = True,
+    mdl: Annotated[bool, typer.Option(help="report MDL online codelength / compression")] = True,
+    random_baseline: Annotated[
+        bool, typer.Option(help="also probe a randomly initialised copy of the model")
+    ] = False,
+    n_sentences: Annotated[int, typer.Option(help="sentences per built-in task")] = 4000,
+    seed: Annotated[list[int] | None, typer.Option(help="seeds (repeatable)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML report")] = Path("reports/probe.html"),
+    save: Annotated[Path | None, typer.Option(help="save the ProbeSweepResult to this folder")] = None,
+    device: Annotated[str, typer.Option(help="torch device")] = "cpu",
+) -> None:
+    """Where is each property encoded? Layer-wise probes with control tasks, selectivity and MDL."""
+    from .data.tasks import list_builtin_tasks
+    from .probes.result import ProbeSweepResult
+    from .probes.sweep import probe as run_probe
+    from .report import Report
+
+    if n_sentences < 100:
+        raise ConfigError(f"--n-sentences must be >= 100, got {n_sentences}")
+    con = _console()
+    results = []
+    for name in model:
+        subject = _load(name, device)
+        results.append(
+            run_probe(
+                subject,
+                task or list_builtin_tasks(),
+                sites=site,
+                probes=tuple(probe_family or ["linear"]),
+                control=control,
+                mdl=mdl,
+                random_baseline=random_baseline,
+                seeds=tuple(seed or [0]),
+                n_sentences=n_sentences,
+                log=con.print,
+            )
+        )
+    result = ProbeSweepResult.concat(results) if len(results) > 1 else results[0]
+    con.print(result.expected_layer().to_string(index=False))
+    if save:
+        result.save(save)
+    rep = Report("layerscope probing", subtitle=", ".join(model))
+    rep.add(result)
+    con.print(f"report: {rep.write(out)}")
+
+
+@app.command()
 def fetch(
     models: Annotated[bool, typer.Option(help="install/convert the embedded models")] = True,
     corpus: Annotated[bool, typer.Option(help="fetch the MultiEmo corpus and CIFAR-10 test set")] = True,
@@ -213,11 +274,14 @@ def demo(
     sentences: Annotated[int, typer.Option(help="MultiEmo sentences for MiniLM")] = 2000,
     lm_sentences: Annotated[int, typer.Option(help="MultiEmo sentences for SmolLM2")] = 400,
     images: Annotated[int, typer.Option(help="CIFAR-10 images for EfficientNet-Lite0")] = 500,
+    probe_sentences: Annotated[int, typer.Option(help="sentences per built-in probing task (0: skip)")] = 800,
 ) -> None:
     """Run the main job on the embedded defaults and write the HTML report."""
     from .demo import run_demo
 
-    path = run_demo(out, sentences=sentences, lm_sentences=lm_sentences, images=images)
+    path = run_demo(
+        out, sentences=sentences, lm_sentences=lm_sentences, images=images, probe_sentences=probe_sentences
+    )
     _console().print(f"report written: {path.resolve()}")
 
 

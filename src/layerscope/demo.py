@@ -42,7 +42,13 @@ def _labels_per_item(store: Any, labels: list[Any]) -> np.ndarray:
 
 
 def run_demo(
-    out: Path, *, sentences: int = 2000, lm_sentences: int = 400, images: int = 500, log: Any = print
+    out: Path,
+    *,
+    sentences: int = 2000,
+    lm_sentences: int = 400,
+    images: int = 500,
+    probe_sentences: int = 800,
+    log: Any = print,
 ) -> Path:
     """Fetch the defaults, extract, summarise per layer, and write the report to ``out``."""
     import torch
@@ -85,6 +91,31 @@ def run_demo(
     )
     timings["minilm"] = f"{time.perf_counter() - t0:.1f}s"
     log(f"minilm: {st.n_items} sentences, {len(st.sites)} sites ({timings['minilm']})")
+
+    # -- Probing: the built-in suite on MiniLM (linear probes, control tasks, MDL) --------------------------
+    if probe_sentences:
+        from .data.tasks import list_builtin_tasks
+        from .probes.sweep import probe
+
+        t0 = time.perf_counter()
+        sweep = probe(
+            minilm,
+            list_builtin_tasks(),
+            probes=("linear",),
+            n_sentences=probe_sentences,
+            store_dir=work / "probe-stores",
+            progress=False,
+            n_bootstrap=500,
+        )
+        report.add(
+            sweep,
+            title=f"MiniLM probing suite ({probe_sentences} sentences per task)",
+            note="Linear probes per layer (λ chosen on validation), Hewitt & Liang control tasks "
+            "(selectivity), MDL online code (compression), 95 % cluster-bootstrap intervals over test "
+            "sentences. Layer 0 is the embedding layer. Silver labels from spaCy.",
+        )
+        timings["probing"] = f"{time.perf_counter() - t0:.1f}s"
+        log(f"probing: {len(list_builtin_tasks())} tasks ({timings['probing']})")
     del minilm
 
     # -- SmolLM2: last-token residual stream every 3rd layer ------------------------------------------------

@@ -10,7 +10,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 def test_demo_report_renders(tmp_path: Path, open_report) -> None:
     from layerscope.demo import run_demo
 
-    path = run_demo(tmp_path / "demo.html", sentences=120, lm_sentences=24, images=40, log=lambda *_: None)
+    path = run_demo(
+        tmp_path / "demo.html",
+        sentences=120,
+        lm_sentences=24,
+        images=40,
+        probe_sentences=0,
+        log=lambda *_: None,
+    )
     html = path.read_text(encoding="utf-8")
     assert "<script src=" not in html and '<link rel="stylesheet" href=' not in html  # nothing external
     opened = open_report(path)

@@ -1,0 +1,43 @@
+"""Probes: scikit-learn estimators and batched (all layers at once) torch solvers.
+
+Closed forms (ridge, LDA) come from additive sufficient statistics with one eigendecomposition per layer;
+logistic probes use one L-BFGS over every layer and regularisation value; :func:`fit_layers` is the batched
+entry point that standardises, fits and picks the regularisation per layer on a validation split.
+"""
+
+from __future__ import annotations
+
+from layerscope.probes._validation import ProbeDataError
+from layerscope.probes.estimators import LDAProbe, LinearProbe, MLPProbe, RidgeProbe, RidgeRegressionProbe
+from layerscope.probes.layerwise import LayerwiseFit, fit_layers
+from layerscope.probes.solvers import (
+    SufficientStats,
+    fit_logistic,
+    lda,
+    lda_path,
+    logistic_objective,
+    oas_shrinkage,
+    predict_logits,
+    ridge_path,
+    warm_start_scale,
+)
+
+__all__ = [
+    "LDAProbe",
+    "LayerwiseFit",
+    "LinearProbe",
+    "MLPProbe",
+    "ProbeDataError",
+    "RidgeProbe",
+    "RidgeRegressionProbe",
+    "SufficientStats",
+    "fit_layers",
+    "fit_logistic",
+    "lda",
+    "lda_path",
+    "logistic_objective",
+    "oas_shrinkage",
+    "predict_logits",
+    "ridge_path",
+    "warm_start_scale",
+]

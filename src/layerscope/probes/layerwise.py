@@ -1,0 +1,399 @@
+"""``fit_layers``: one probe per layer (and per regularisation value) in batched calls, λ picked on validation.
+
+The entry point the probing sweep calls. Per layer it standardises with training statistics, fits every
+layer × every λ at once, picks λ per layer by validation accuracy (the test split is never seen) and keeps
+(closed forms) or polishes (logistic) the chosen fit. Closed forms come from one pass of sufficient
+statistics and one eigendecomposition per layer; the logistic family is warm-started from the ridge path and
+fits the whole λ grid with one preconditioned L-BFGS, then continues only the chosen λ to convergence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from layerscope.errors import ConfigError
+from layerscope.probes._core import SufficientStats, predict_logits
+from layerscope.probes._logistic import _fit_logistic, warm_start_scale
+from layerscope.probes._mlp import check_mlp_params, train_mlp
+from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers
+from layerscope.probes.solvers import lda_path, ridge_path
+
+Tensor = torch.Tensor
+
+FAMILIES = ("logistic", "ridge", "lda", "mlp")
+#: λ grid (``1/C`` for logistic, ``alpha`` for ridge), in scikit-learn's units (sums over samples).
+DEFAULT_LAMBDAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+#: LDA shrinkage grid.
+DEFAULT_SHRINKAGES = (1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.4, 0.8)
+#: MLP weight-decay grid (one value: the MLP's capacity is set by its hyperparameters).
+DEFAULT_WEIGHT_DECAYS = (0.0,)
+#: L-BFGS iterations for the whole-grid stage of the logistic family (the chosen λ then runs to ``max_iter``).
+SELECT_ITER = 20
+MLP_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 256,
+    "n_layers": 1,
+    "rank": None,
+    "dropout": 0.0,
+    "lr": 1e-3,
+    "max_epochs": 50,
+    "batch_size": 256,
+    "early_stopping": True,
+}
+
+
+@dataclasses.dataclass
+class LayerwiseFit:
+    """Probes of every layer, as fitted by :func:`fit_layers`.
+
+    Linear families keep ``weight [L, d, K]``/``bias [L, K]`` in standardised units (``coef``/``intercept``
+    give raw units); the MLP family keeps one module per layer.
+
+    Attributes:
+        family: ``"logistic"``, ``"ridge"``, ``"lda"`` or ``"mlp"``.
+        n_classes: ``K``.
+        lambdas: the grid searched, ascending ``[G]``.
+        best_lambda: chosen value per layer ``[L]``; best_index: its index ``[L]``.
+        val_accuracy: validation accuracy of the returned probe per layer ``[L]``.
+        val_accuracy_grid: validation accuracy of every grid point ``[L, G]`` (logistic: after the grid stage).
+        train_accuracy: training accuracy per layer ``[L]``.
+        mean, scale: the per-layer standardisation ``[L, d]`` (training statistics).
+        n_iter: solver iterations (logistic: grid stage + final stage; MLP: total epochs).
+    """
+
+    family: str
+    n_classes: int
+    lambdas: Tensor
+    best_lambda: Tensor
+    best_index: Tensor
+    val_accuracy: Tensor
+    val_accuracy_grid: Tensor
+    train_accuracy: Tensor
+    mean: Tensor
+    scale: Tensor
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+    modules: list[nn.Module] | None = None
+    n_iter: int = 0
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers ``L``."""
+        return int(self.mean.shape[0])
+
+    @property
+    def coef(self) -> Tensor | None:
+        """Linear weights in raw input units ``[L, d, K]`` (None for the MLP family)."""
+        if self.weight is None:
+            return None
+        return self.weight / self.scale[:, :, None].to(self.weight.dtype)
+
+    @property
+    def intercept(self) -> Tensor | None:
+        """Intercepts in raw input units ``[L, K]`` (None for the MLP family)."""
+        coef = self.coef
+        if coef is None or self.bias is None:
+            return None
+        return self.bias - (self.mean[:, None, :].to(coef.dtype) @ coef).squeeze(1)
+
+    def _standardised(self, X: Any) -> Tensor:
+        X3 = as_float_tensor(as_layers(X)).to(self.mean.dtype)
+        if X3.shape[0] != self.n_layers or X3.shape[2] != self.mean.shape[1]:
+            raise ProbeDataError(
+                f"X has {X3.shape[0]} layers × {X3.shape[2]} features; the probes were fitted on "
+                f"{self.n_layers} × {self.mean.shape[1]}"
+            )
+        return (X3 - self.mean[:, None, :]) / self.scale[:, None, :]  # [L, n, d]
+
+    def decision_function(self, X: Any) -> Tensor:
+        """Class scores (logits; ridge: one-vs-rest scores) ``[L, n, K]`` for ``X [L, n, d]``."""
+        Xs = self._standardised(X)
+        if self.modules is not None:
+            with torch.no_grad():
+                return torch.stack([m(Xs[i]) for i, m in enumerate(self.modules)])  # [L, n, K]
+        assert self.weight is not None and self.bias is not None
+        return predict_logits(Xs, self.weight, self.bias)
+
+    def predict_proba(self, X: Any) -> Tensor:
+        """Class probabilities ``[L, n, K]`` (ridge: softmax of its scores, uncalibrated)."""
+        return torch.softmax(self.decision_function(X), -1)
+
+    def predict(self, X: Any) -> Tensor:
+        """Predicted class indices ``[L, n]``."""
+        return self.decision_function(X).argmax(-1)
+
+    def accuracy(self, X: Any, y: Any) -> Tensor:
+        """Accuracy per layer ``[L]`` on ``X [L, n, d]`` with labels ``y [n]``."""
+        yt = torch.as_tensor(np.asarray(y)).long()
+        return (self.predict(X) == yt[None]).double().mean(1)
+
+
+def fit_layers(
+    X: Any,
+    y: Any,
+    *,
+    family: str = "logistic",
+    train: Any,
+    val: Any,
+    lambdas: Any = None,
+    n_classes: int | None = None,
+    class_weight: Any = None,
+    seed: int = 0,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    mlp_options: Mapping[str, Any] | None = None,
+) -> LayerwiseFit:
+    """Fit a probe of ``family`` on every layer, choosing its regularisation per layer on ``val``.
+
+    Args:
+        X: activations ``[L, n, d]`` (torch or numpy; ``[n, d]`` means one layer). Fitted in float32, or in
+            float64 when ``X`` is float64.
+        y: integer labels ``[n]`` in ``0..K-1``.
+        family: ``"logistic"`` (multinomial, L2), ``"ridge"`` (±1 one-vs-rest), ``"lda"`` or ``"mlp"``.
+        train: training rows, a boolean mask ``[n]`` or an index array.
+        val: validation rows (disjoint from ``train``), used only to pick λ (and MLP early stopping).
+        lambdas: grid, ascending or not: L2 penalty ``1/C`` (logistic), ``alpha`` (ridge), shrinkage in
+            ``[0, 1]`` (lda), weight decay (mlp). Defaults: :data:`DEFAULT_LAMBDAS`,
+            :data:`DEFAULT_SHRINKAGES`, :data:`DEFAULT_WEIGHT_DECAYS`.
+        n_classes: ``K`` (default ``max(y) + 1``).
+        class_weight: ``None``, ``"balanced"`` or ``{class index: weight}`` (logistic and mlp only).
+        seed: seeds the MLP family (the others are deterministic).
+        max_iter: L-BFGS iterations of the final logistic fit.
+        tol: L-BFGS gradient tolerance (see :func:`~layerscope.probes.solvers.fit_logistic`).
+        mlp_options: MLP hyperparameters overriding :data:`MLP_DEFAULTS`.
+
+    Returns:
+        A :class:`LayerwiseFit`.
+
+    Raises:
+        ProbeDataError: malformed inputs (dims, lengths, NaN/inf, labels, empty or overlapping splits, a
+            class with fewer than 2 training examples).
+        ConfigError: unknown family or bad grid / options.
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown probe family {family!r}; choose from {', '.join(FAMILIES)}")
+    X3 = as_layers(X)
+    L, n, _ = X3.shape
+    yt = _labels(y, n)
+    tr, va = _rows(train, n, "train"), _rows(val, n, "val")
+    if np.intersect1d(tr, va).size:
+        raise ProbeDataError("train and val overlap; λ must be chosen on rows the probe was not fitted on")
+    K = _n_classes(yt, n_classes)
+    _check_class_counts(yt, tr, K)
+    grid = _grid(family, lambdas)  # [G], ascending
+    sw = _sample_weight(class_weight, yt[tr], K, family)
+
+    work = torch.float64 if X3.dtype == torch.float64 else torch.float32
+    Xtr = as_float_tensor(X3[:, torch.as_tensor(tr)]).to(work)  # [L, n_tr, d]
+    Xva = as_float_tensor(X3[:, torch.as_tensor(va)]).to(work)  # [L, n_va, d]
+    for name, part in (("train", Xtr), ("val", Xva)):
+        if not bool(torch.isfinite(part).all()):
+            raise ProbeDataError(f"X contains NaN or inf in the {name} rows; drop or fix those rows first")
+    mean = Xtr.mean(1, dtype=torch.float64)  # [L, d]
+    scale = Xtr.std(1, correction=0).double()  # [L, d]
+    scale = torch.where(scale > 1e-6 * mean.abs().clamp_min(1.0), scale, torch.ones_like(scale))
+    Xtr.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
+    Xva.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
+    ytr, yva = yt[tr], yt[va]
+    common: dict[str, Any] = {
+        "family": family,
+        "n_classes": K,
+        "lambdas": grid,
+        "mean": mean.to(work),
+        "scale": scale.to(work),
+    }
+
+    if family == "mlp":
+        common.update(mean=mean.float(), scale=scale.float())
+        return _fit_mlp(Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common)
+    stats = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
+    n_iter = 0
+    if family == "ridge":
+        W, b = ridge_path(stats, grid, coding="pm1")  # [L, G, d, K], [L, G, K]
+    elif family == "lda":
+        W, b = lda_path(stats, grid)
+    else:
+        W0, b0 = ridge_path(stats, grid, coding="onehot")
+        W0, b0 = warm_start_scale(Xtr, ytr, W0, b0)
+        lam = grid[None].expand(L, -1)  # [L, G]
+        W, b, n_iter = _fit_logistic(
+            Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W0, b0), max_iter=SELECT_ITER, tol=tol,
+            precondition=stats,
+        )  # fmt: skip
+    acc_grid = _accuracy(predict_logits(Xva, W.to(work), b.to(work)), yva)  # [L, G]
+    best = _best_index(acc_grid)  # [L]
+    rows = torch.arange(L)
+    Wb, bb = W[rows, best], b[rows, best]  # [L, d, K], [L, K]
+    if family == "logistic":
+        Wb, bb, extra = _fit_logistic(
+            Xtr, ytr, l2=grid[best], n_classes=K, sample_weight=sw, init=(Wb, bb), max_iter=max_iter, tol=tol,
+            precondition=stats,
+        )  # fmt: skip
+        n_iter += extra
+    Wb, bb = Wb.to(work), bb.to(work)
+    return LayerwiseFit(
+        **common,
+        best_lambda=grid[best],
+        best_index=best,
+        val_accuracy=_accuracy(predict_logits(Xva, Wb, bb), yva),
+        val_accuracy_grid=acc_grid,
+        train_accuracy=_accuracy(predict_logits(Xtr, Wb, bb), ytr),
+        weight=Wb,
+        bias=bb,
+        n_iter=n_iter,
+    )
+
+
+def _fit_mlp(
+    Xtr: Tensor,
+    ytr: Tensor,
+    Xva: Tensor,
+    yva: Tensor,
+    grid: Tensor,
+    K: int,
+    sw: Tensor | None,
+    seed: int,
+    options: Mapping[str, Any] | None,
+    common: dict[str, Any],
+) -> LayerwiseFit:
+    """MLP family: one small training run per (layer, weight decay); lean loop, early stopping on ``val``."""
+    opts = {**MLP_DEFAULTS, **dict(options or {})}
+    unknown = set(opts) - set(MLP_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown mlp_options {sorted(unknown)}; valid: {sorted(MLP_DEFAULTS)}")
+    check_mlp_params(**{k: opts[k] for k in MLP_DEFAULTS if k != "early_stopping"})
+    if sw is not None:
+        raise ConfigError("class_weight is not supported for the mlp family")
+    L, G = Xtr.shape[0], grid.shape[0]
+    acc_grid = torch.zeros(L, G, dtype=torch.float64)  # [L, G]
+    fitted: list[list[nn.Module]] = []
+    epochs = 0
+    for layer in range(L):  # a loop is acceptable for the MLP family (small independent runs)
+        per_layer: list[nn.Module] = []
+        for g in range(G):
+            run = train_mlp(
+                Xtr[layer], ytr, X_val=Xva[layer], y_val=yva, n_classes=K, weight_decay=float(grid[g]),
+                seed=seed + layer, **opts,
+            )  # fmt: skip
+            epochs += run.n_epochs
+            with torch.no_grad():
+                acc_grid[layer, g] = (run.module(Xva[layer]).argmax(-1) == yva).double().mean()
+            per_layer.append(run.module)
+        fitted.append(per_layer)
+    best = _best_index(acc_grid)
+    modules = [fitted[layer][int(best[layer])] for layer in range(L)]
+    with torch.no_grad():
+        tr_acc = torch.stack([(m(Xtr[i]).argmax(-1) == ytr).double().mean() for i, m in enumerate(modules)])
+    return LayerwiseFit(
+        **common,
+        best_lambda=grid[best],
+        best_index=best,
+        val_accuracy=acc_grid[torch.arange(L), best],
+        val_accuracy_grid=acc_grid,
+        train_accuracy=tr_acc,
+        modules=modules,
+        n_iter=epochs,
+    )
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    """Accuracy over the sample axis (second to last) of ``[..., n, K]`` logits → ``[...]`` (float64)."""
+    return (logits.argmax(-1) == y).double().mean(-1)
+
+
+def _best_index(acc: Tensor) -> Tensor:
+    """Per layer, the grid index of highest accuracy; ties go to the larger (more regularised) value."""
+    G = acc.shape[1]
+    return (G - 1) - acc.flip(1).argmax(1)
+
+
+def _labels(y: Any, n: int) -> Tensor:
+    arr = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    if arr.ndim != 1:
+        raise ProbeDataError(f"y must be 1-D integer labels [n], got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ProbeDataError(f"X has {n} rows (items) but y has {arr.shape[0]} labels; they must match")
+    integral = arr.dtype.kind in "iub" or (
+        arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr))) and bool(np.all(arr == np.round(arr)))
+    )
+    if not integral:
+        raise ProbeDataError(f"y must hold integer class indices 0..K-1, got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ProbeDataError(f"y must hold class indices >= 0, got {arr.min()}")
+    return torch.as_tensor(arr.astype(np.int64))
+
+
+def _rows(split: Any, n: int, name: str) -> np.ndarray:
+    """Sorted row indices of a boolean mask ``[n]`` or an index array."""
+    arr = split.detach().cpu().numpy() if isinstance(split, Tensor) else np.asarray(split)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ProbeDataError(f"{name} mask has shape {arr.shape}; expected ({n},) to match X's rows")
+        idx = np.flatnonzero(arr)
+    elif arr.dtype.kind in "iu" and arr.ndim == 1:
+        idx = np.unique(arr)
+        if idx.size and (idx[0] < 0 or idx[-1] >= n):
+            raise ProbeDataError(f"{name} indices must lie in 0..{n - 1}")
+    else:
+        raise ProbeDataError(f"{name} must be a boolean mask [n] or a 1-D integer index array")
+    if idx.size == 0:
+        raise ProbeDataError(f"the {name} split is empty; give it at least one row")
+    return idx
+
+
+def _n_classes(y: Tensor, n_classes: int | None) -> int:
+    top = int(y.max()) + 1 if y.numel() else 0
+    if n_classes is None:
+        return top
+    if n_classes < 2 or n_classes < top:
+        raise ProbeDataError(
+            f"n_classes={n_classes} but labels go up to {top - 1} (and at least 2 are needed)"
+        )
+    return int(n_classes)
+
+
+def _check_class_counts(y: Tensor, tr: np.ndarray, K: int) -> None:
+    counts = torch.bincount(y[torch.as_tensor(tr)], minlength=K)
+    present = torch.bincount(y, minlength=K) > 0
+    if int((counts > 0).sum()) < 2:
+        raise ProbeDataError("the training labels hold a single class; a probe needs at least 2 classes")
+    rare = [k for k in range(K) if present[k] and counts[k] < 2]
+    if rare:
+        what = ", ".join(f"class {k} ({int(counts[k])} training example(s))" for k in rare[:5])
+        raise ProbeDataError(
+            f"{what}: every class needs at least 2 training examples; merge or drop rare classes, or resplit"
+        )
+
+
+def _grid(family: str, lambdas: Any) -> Tensor:
+    default = {"lda": DEFAULT_SHRINKAGES, "mlp": DEFAULT_WEIGHT_DECAYS}.get(family, DEFAULT_LAMBDAS)
+    values = torch.as_tensor(default if lambdas is None else lambdas, dtype=torch.float64).reshape(-1)
+    if values.numel() == 0 or not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ConfigError(f"lambdas must be a non-empty list of finite values >= 0, got {lambdas!r}")
+    if family == "lda" and bool((values > 1).any()):
+        raise ConfigError("for the lda family, lambdas are shrinkage values in [0, 1]")
+    return torch.unique(values)  # sorted ascending, duplicates dropped
+
+
+def _sample_weight(class_weight: Any, ytr: Tensor, K: int, family: str) -> Tensor | None:
+    if class_weight is None:
+        return None
+    if family in ("ridge", "lda"):
+        raise ConfigError(f"class_weight is not supported for the {family} family (closed form)")
+    counts = torch.bincount(ytr, minlength=K).double()
+    if class_weight == "balanced":
+        per_class = ytr.numel() / (K * counts.clamp_min(1.0))
+    elif isinstance(class_weight, Mapping):
+        per_class = torch.ones(K, dtype=torch.float64)
+        for k, w in class_weight.items():
+            if not 0 <= int(k) < K:
+                raise ConfigError(f"class_weight names class {k!r}, outside 0..{K - 1}")
+            per_class[int(k)] = float(w)
+    else:
+        raise ConfigError(f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
+    return per_class[ytr]

@@ -1,0 +1,336 @@
+"""``probe``: every (task × layer × probe family) of one model in one run, reusing one extraction per dataset.
+
+For each task: extract (or reuse) the task's dataset at every site, join store rows to labels, fit each
+probe family on all layers at once (regularisation picked on the validation split), score the test split
+with a cluster bootstrap over test examples, repeat with the Hewitt & Liang control task (selectivity),
+compute the MDL online code (Voita & Titov), and optionally do it all again on a randomly initialised copy
+of the model (same architecture) as a baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._io import cache_root
+from ..errors import ConfigError
+from .result import ProbeSweepResult
+
+FAMILIES = {"linear": "logistic", "logistic": "logistic", "ridge": "ridge", "lda": "lda", "mlp": "mlp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """Store rows of one task: activations of every layer, targets, splits and example ids."""
+
+    X: torch.Tensor  # layers, rows, d
+    y: np.ndarray  # rows
+    split: np.ndarray  # rows: 0 train, 1 val, 2 test
+    example: np.ndarray  # rows
+    word: np.ndarray  # rows (-1 for sentence items)
+
+
+def default_sites(subject: Any) -> list[str]:
+    """The embedding layer and every block's residual output."""
+    return ["blocks.0.resid_pre", *[f"blocks.{i}.resid_post" for i in range(subject.n_layers)]]
+
+
+def _resolve_tasks(tasks: Any, *, n_sentences: int, seed: int) -> list[Any]:
+    from ..data.tasks import ProbingTask, builtin_tasks, list_builtin_tasks, task_from_file
+
+    items = [tasks] if isinstance(tasks, str | Path | ProbingTask) else list(tasks)
+    if not items:
+        raise ConfigError(
+            "no tasks given; pass built-in names (see list_builtin_tasks()) or ProbingTask objects"
+        )
+    known = set(list_builtin_tasks())
+    names = [t for t in items if isinstance(t, str) and t in known]
+    unknown = [t for t in items if isinstance(t, str) and t not in known and not Path(t).exists()]
+    if unknown:
+        raise ConfigError(
+            f"unknown task {unknown[0]!r}; built-in tasks: {', '.join(sorted(known))}, or a task file"
+        )
+    built = builtin_tasks(names, n_sentences=n_sentences, seed=seed) if names else {}
+    out = []
+    for t in items:
+        if isinstance(t, ProbingTask):
+            out.append(t)
+        elif isinstance(t, str) and t in built:
+            out.append(built[t])
+        else:
+            out.append(task_from_file(Path(t), seed=seed))
+    return out
+
+
+def _pooling(subject: Any, level: str) -> str:
+    if level == "word":
+        return "word_first"
+    return "last_token" if subject.kind == "causal_lm" else "sentence_mean"
+
+
+def _store_path(root: Path, subject: Any, fingerprint: str, pooling: str, tag: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in subject.name)[-40:]
+    return root / f"{safe}-{subject.revision[-8:]}{tag}-{fingerprint[:12]}-{pooling}"
+
+
+def _rows(subject: Any, task: Any, sites: list[str], root: Path, tag: str, progress: bool) -> _Rows:
+    from ..capture.extract import extract
+
+    pooling = _pooling(subject, task.level)
+    ds = task.dataset
+    st = extract(
+        subject,
+        ds,
+        sites,
+        store=_store_path(root, subject, ds.fingerprint(), pooling, tag),
+        pooling=pooling,
+        progress=progress,
+    )
+    if st.manifest["model"]["revision"] != subject.revision:
+        raise ConfigError(f"store {st.path} was made from another model; delete it or pass another store_dir")
+    ex, wid = st.meta("example_id"), st.meta("word_id")
+    y = task.targets(ex, wid)
+    keep = y >= 0
+    X = np.stack([st.read(s)[keep] for s in st.sites])  # layers, rows, d
+    if not np.isfinite(X).all():
+        raise ConfigError(
+            f"activations of {subject.name} for task {task.name!r} contain NaN/inf; check the model"
+        )
+    return _Rows(torch.from_numpy(X), y[keep], np.asarray(task.split)[ex[keep]], ex[keep], wid[keep])
+
+
+def _bootstrap(correct: np.ndarray, example: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Accuracy per layer for each bootstrap resample of test examples: ``[L, B]`` (cluster bootstrap)."""
+    uniq, inv = np.unique(example, return_inverse=True)
+    per_ex = np.zeros((correct.shape[0], len(uniq)))
+    np.add.at(per_ex.T, inv, correct.T.astype(float))
+    counts = np.bincount(inv, minlength=len(uniq)).astype(float)
+    return per_ex[:, idx].sum(-1) / counts[idx].sum(-1)
+
+
+def _fit_and_score(
+    rows: _Rows, y: np.ndarray, family: str, n_classes: int, seed: int
+) -> tuple[np.ndarray, Any]:
+    from .layerwise import fit_layers
+
+    train, val, test = rows.split == 0, rows.split == 1, rows.split == 2
+    fit = fit_layers(rows.X, y, family=family, train=train, val=val, n_classes=n_classes, seed=seed)
+    proba = fit.predict_proba(rows.X[:, torch.from_numpy(test)])
+    proba = proba.numpy() if isinstance(proba, torch.Tensor) else np.asarray(proba)
+    return proba.argmax(-1) == y[test][None, :], fit
+
+
+def probe(
+    subject: Any,
+    tasks: Any,
+    *,
+    sites: Any = None,
+    probes: tuple[str, ...] | list[str] = ("linear",),
+    control: bool = True,
+    mdl: bool = True,
+    random_baseline: bool = False,
+    seeds: tuple[int, ...] | list[int] = (0,),
+    n_bootstrap: int = 1000,
+    n_sentences: int = 4000,
+    store_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Any = None,
+) -> ProbeSweepResult:
+    """Probe every task at every site with every probe family (the probing engine's one entry point).
+
+    Args:
+        subject: a text ``Subject``.
+        tasks: built-in task names (``list_builtin_tasks()``), ``ProbingTask`` objects or task files.
+        sites: sites to probe (default: ``blocks.0.resid_pre`` = embeddings, then every ``resid_post``).
+        probes: families among ``linear`` (multinomial logistic), ``ridge``, ``lda``, ``mlp``.
+        control: also fit the control task and report selectivity (same family and hyperparameters search).
+        mdl: report the MDL online codelength and compression (logistic probes), for the task and control.
+        random_baseline: repeat the first family on a randomly initialised copy of the model.
+        seeds: repeats (control-task draw, MLP init); numbers are averaged, CIs pooled.
+        n_bootstrap: resamples of test examples for the 95 % intervals.
+        n_sentences: size of built-in tasks.
+        store_dir: where activation stores are kept (reused across runs; default in the cache).
+    """
+    say = log or (lambda *_: None)
+    fams = []
+    for p in probes:
+        if p not in FAMILIES:
+            raise ConfigError(f"unknown probe family {p!r}; choose from {', '.join(FAMILIES)}")
+        fams.append(p)
+    if not seeds:
+        raise ConfigError("seeds must name at least one seed")
+    if n_bootstrap < 10:
+        raise ConfigError("n_bootstrap must be >= 10")
+    task_list = _resolve_tasks(tasks, n_sentences=n_sentences, seed=int(seeds[0]))
+    site_names = [s.name for s in subject.adapter.expand(sites or default_sites(subject))]
+    root = Path(store_dir) if store_dir else cache_root() / "probe-stores"
+    variants = [("trained", subject, fams)]
+    if random_baseline:
+        variants.append(("random_init", random_copy(subject, seed=int(seeds[0])), fams[:1]))
+    frame_rows: list[dict[str, Any]] = []
+    task_rows: list[dict[str, Any]] = []
+    for task in task_list:
+        t0 = time.perf_counter()
+        classes = list(task.classes)
+        K = len(classes)
+        for variant, subj, vfams in variants:
+            rows = _rows(subj, task, site_names, root, "" if variant == "trained" else "-random", progress)
+            test = rows.split == 2
+            if test.sum() == 0 or (rows.split == 0).sum() == 0 or (rows.split == 1).sum() == 0:
+                raise ConfigError(
+                    f"task {task.name!r} has an empty train/val/test split after joining labels"
+                )
+            if variant == "trained":
+                train_y = rows.y[rows.split == 0]
+                maj = np.bincount(train_y, minlength=K).argmax()
+                task_rows.append(
+                    {
+                        "model": subject.name,
+                        "task": task.name,
+                        "level": task.level,
+                        "n_train": int((rows.split == 0).sum()),
+                        "n_val": int((rows.split == 1).sum()),
+                        "n_test": int(test.sum()),
+                        "n_classes": K,
+                        "majority_accuracy": float((rows.y[test] == maj).mean()),
+                    }
+                )
+            rng = np.random.default_rng(int(seeds[0]))
+            n_ex = len(np.unique(rows.example[test]))
+            idx = rng.integers(0, n_ex, size=(n_bootstrap, n_ex))
+            for fam in vfams:
+                acc_b, ctrl_b, acc, ctrl, best_l2 = [], [], [], [], None
+                for seed in seeds:
+                    correct, fit = _fit_and_score(rows, rows.y, FAMILIES[fam], K, int(seed))
+                    acc.append(correct.mean(1))
+                    acc_b.append(_bootstrap(correct, rows.example[test], idx))
+                    best_l2 = getattr(fit, "best_lambda", None)
+                    if control:
+                        ctask = task.control(seed=int(seed))
+                        yc = _control_targets(ctask, rows)
+                        ccorrect, _ = _fit_and_score(rows, yc, FAMILIES[fam], len(ctask.classes), int(seed))
+                        ctrl.append(ccorrect.mean(1))
+                        ctrl_b.append(_bootstrap(ccorrect, rows.example[test], idx))
+                base = {
+                    "model": subject.name,
+                    "variant": variant,
+                    "task": task.name,
+                    "level": task.level,
+                    "family": fam,
+                }
+                _add(frame_rows, base, site_names, "accuracy", np.mean(acc, 0), np.mean(acc_b, 0))
+                if control:
+                    _add(
+                        frame_rows, base, site_names, "control_accuracy", np.mean(ctrl, 0), np.mean(ctrl_b, 0)
+                    )
+                    _add(
+                        frame_rows,
+                        base,
+                        site_names,
+                        "selectivity",
+                        np.mean(acc, 0) - np.mean(ctrl, 0),
+                        np.mean(acc_b, 0) - np.mean(ctrl_b, 0),
+                    )
+                if mdl and FAMILIES[fam] == "logistic":
+                    _mdl_rows(frame_rows, base, site_names, rows, task, K, control, best_l2, int(seeds[0]))
+        say(f"probe {subject.name} · {task.name}: {time.perf_counter() - t0:.1f}s")
+    return ProbeSweepResult(frame=pd.DataFrame(frame_rows), tasks=pd.DataFrame(task_rows))
+
+
+def _control_targets(ctask: Any, rows: _Rows) -> np.ndarray:
+    """Control-task labels for the task's rows (every labelled word/sentence has one)."""
+    yc = np.asarray(ctask.targets(rows.example, rows.word))
+    if (yc < 0).any():
+        raise ConfigError(
+            f"control task {ctask.name!r} leaves {(yc < 0).sum()} labelled rows without a label"
+        )
+    return yc
+
+
+def _mdl_rows(
+    out: list[dict[str, Any]],
+    base: dict[str, Any],
+    sites: list[str],
+    rows: _Rows,
+    task: Any,
+    K: int,
+    control: bool,
+    best_l2: Any,
+    seed: int,
+) -> None:
+    from .mdl import online_code
+
+    train = rows.split == 0
+    l2 = torch.as_tensor(np.asarray(best_l2, dtype=np.float32)) if best_l2 is not None else 1.0
+    code = online_code(
+        rows.X[:, torch.from_numpy(train)], torch.from_numpy(rows.y[train]), n_classes=K, l2=l2, seed=seed
+    )
+    _add(out, base, sites, "codelength_bits", code.codelength_bits, None)
+    _add(out, base, sites, "compression", code.compression, None)
+    if control:
+        ctask = task.control(seed=seed)
+        yc = _control_targets(ctask, rows)
+        ccode = online_code(
+            rows.X[:, torch.from_numpy(train)],
+            torch.from_numpy(yc[train]),
+            n_classes=len(ctask.classes),
+            l2=l2,
+            seed=seed,
+        )
+        _add(out, base, sites, "control_compression", ccode.compression, None)
+
+
+def _add(
+    out: list[dict[str, Any]],
+    base: dict[str, Any],
+    sites: list[str],
+    metric: str,
+    value: np.ndarray,
+    boot: np.ndarray | None,
+) -> None:
+    lo = hi = None
+    if boot is not None:
+        lo, hi = np.percentile(boot, 2.5, axis=1), np.percentile(boot, 97.5, axis=1)
+    for layer, site in enumerate(sites):
+        out.append(
+            {
+                **base,
+                "layer": layer,
+                "site": site,
+                "metric": metric,
+                "value": float(value[layer]),
+                "ci_low": float(lo[layer]) if lo is not None else np.nan,
+                "ci_high": float(hi[layer]) if hi is not None else np.nan,
+            }
+        )
+
+
+def random_copy(subject: Any, *, seed: int = 0) -> Any:
+    """A copy of ``subject`` with the same architecture and tokenizer but freshly initialised weights."""
+    from ..models.adapter import Adapter
+
+    torch.manual_seed(seed)
+    model = subject.model
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(type(model), "_from_config"):
+        fresh = copy.deepcopy(model)
+        for m in fresh.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    else:
+        fresh = type(model)._from_config(config)
+    fresh.eval().to(subject.device)
+    return dataclasses.replace(
+        subject,
+        model=fresh,
+        adapter=Adapter.for_model(fresh),
+        name=subject.name,
+        revision=f"{subject.revision}-random{seed}",
+    )

@@ -1,0 +1,104 @@
+"""The probing sweep on a tiny model with planted tasks (no real model): numbers, structure, bad input."""
+
+import numpy as np
+import pytest
+
+from layerscope.data import ProbingTask, TextDataset
+from layerscope.errors import ConfigError
+from layerscope.probes.result import ProbeSweepResult
+from layerscope.probes.sweep import probe, random_copy
+from layerscope.result import Result
+from layerscope.testing import assert_no_hooks, tiny_bert
+
+NOUNS = ["cat", "dog", "mat", "world"]
+VERBS = ["sat", "ran", "run", "played"]
+
+
+def _sentences(n, seed=0):
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        words = list(rng.choice(["the", "a", "red", "blue", "new", "old"], size=rng.integers(2, 6)))
+        has = rng.random() < 0.5
+        words.insert(int(rng.integers(0, len(words))), "cat" if has else "dog")
+        texts.append(" ".join(words))
+        labels.append("cat" if has else "dog")
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def subject():
+    return tiny_bert(n_layers=2)
+
+
+def test_sentence_task_sweep(subject, tmp_path):
+    texts, labels = _sentences(240)
+    task = ProbingTask(name="has_cat", level="sentence", dataset=TextDataset.from_texts(texts), labels=labels)
+    res = probe(
+        subject, [task], probes=("linear", "ridge"), store_dir=tmp_path, n_bootstrap=200, progress=False
+    )
+    f = res.frame
+    assert set(f.metric) >= {
+        "accuracy",
+        "control_accuracy",
+        "selectivity",
+        "compression",
+        "control_compression",
+    }
+    acc = f[(f.metric == "accuracy") & (f.family == "linear")].sort_values("layer")
+    assert list(acc.site) == ["blocks.0.resid_pre", "blocks.0.resid_post", "blocks.1.resid_post"]
+    assert (acc.value > 0.9).all()  # a planted lexical cue is linearly decodable everywhere
+    assert (acc.ci_low <= acc.value).all() and (acc.value <= acc.ci_high).all()
+    sel = f[(f.metric == "selectivity") & (f.family == "linear")]
+    assert (sel.value > 0.2).all()
+    comp = f[(f.metric == "compression")].value
+    ctrl = f[(f.metric == "control_compression")].value
+    assert comp.mean() > ctrl.mean()
+    assert res.tasks.majority_accuracy.iloc[0] == pytest.approx(0.5, abs=0.15)
+    el = res.expected_layer()
+    assert set(el.columns) >= {"expected_layer", "best_layer"}
+    assert len(res.figures()) == 5
+    res.save(tmp_path / "res")
+    again = Result.load(tmp_path / "res")
+    assert isinstance(again, ProbeSweepResult) and again.frame.shape == res.frame.shape
+    assert_no_hooks(subject)
+
+
+def test_word_task_and_random_baseline(subject, tmp_path):
+    rng = np.random.default_rng(1)
+    words = [list(rng.choice(NOUNS + VERBS, size=rng.integers(2, 7))) for _ in range(150)]
+    labels = [["N" if w in NOUNS else "V" for w in ws] for ws in words]
+    task = ProbingTask(name="nv", level="word", dataset=TextDataset.from_words(words), labels=labels)
+    res = probe(
+        subject, [task], mdl=False, random_baseline=True, store_dir=tmp_path, n_bootstrap=100, progress=False
+    )
+    f = res.frame
+    trained = f[(f.metric == "accuracy") & (f.variant == "trained")]
+    assert (trained.value > 0.9).all()
+    assert set(f.variant) == {"trained", "random_init"}
+    assert res.tasks.n_test.iloc[0] > 50
+
+
+def test_random_copy_has_same_architecture_and_new_weights(subject):
+    r = random_copy(subject, seed=3)
+    a = dict(subject.model.named_parameters())["encoder.layer.0.attention.self.query.weight"]
+    b = dict(r.model.named_parameters())["encoder.layer.0.attention.self.query.weight"]
+    assert a.shape == b.shape and not np.allclose(a.detach().numpy(), b.detach().numpy())
+    assert r.adapter.n_layers == subject.adapter.n_layers and r.revision != subject.revision
+
+
+def test_sweep_bad_inputs(subject, tmp_path):
+    texts, labels = _sentences(60)
+    task = ProbingTask(name="t", level="sentence", dataset=TextDataset.from_texts(texts), labels=labels)
+    with pytest.raises(ConfigError, match="unknown probe family"):
+        probe(subject, [task], probes=("svm",), store_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="unknown task"):
+        probe(subject, ["no_such_task"], store_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="seeds"):
+        probe(subject, [task], seeds=(), store_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="no tasks"):
+        probe(subject, [], store_dir=tmp_path, progress=False)
+    from layerscope.errors import UnknownSiteError
+
+    with pytest.raises(UnknownSiteError):
+        probe(subject, [task], sites=["blocks.7.resid_post"], store_dir=tmp_path, progress=False)
