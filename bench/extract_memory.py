@@ -79,12 +79,15 @@ def child(n: int, pooling: str, seed: int, store: Path) -> dict[str, Any]:
     }
 
 
-def run_child(n: int, pooling: str, seed: int, python: str) -> dict[str, Any]:
+def run_child(n: int, pooling: str, seed: int, python: str, mmap_threshold: int | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="ls-mem-"))
     try:
         cmd = [python, __file__, "--child", str(n), "--pooling", pooling, "--seed", str(seed)]
         cmd += ["--store", str(tmp / "store")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if mmap_threshold:  # a fixed threshold also turns off glibc's dynamic mmap threshold
+            env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"child N={n} failed:\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -100,6 +103,12 @@ def main() -> None:
     ap.add_argument("--pooling", default="sentence_mean")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=1, help="runs per size (RSS varies little; median taken)")
+    ap.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        default=None,
+        help="run the children with MALLOC_MMAP_THRESHOLD_=BYTES (glibc; e.g. 131072) to test heap growth",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 400 vs 4,000 sentences")
     ap.add_argument("--json", type=Path, default=RESULTS / "extract_memory.json")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
@@ -115,10 +124,12 @@ def main() -> None:
 
     print(f"machine: nproc={os.cpu_count()} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"sites {SITES}, pooling {args.pooling}, fp16; each run in a fresh subprocess")
+    if args.malloc_mmap_threshold:
+        print(f"children run with MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold}")
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in args.sizes}
     for r in range(args.rounds):
         for n in args.sizes if r % 2 == 0 else reversed(args.sizes):
-            res = run_child(n, args.pooling, args.seed, sys.executable)
+            res = run_child(n, args.pooling, args.seed, sys.executable, args.malloc_mmap_threshold)
             runs[n].append(res)
             print(
                 f"  N={n:>6}: model {res['rss_model_mib']:7.0f} MiB, +data {res['rss_data_mib']:7.0f}, "
@@ -142,7 +153,8 @@ def main() -> None:
         print(f"\npeak RSS ratio N={n} / N={ref}: {ratio:.3f} (target < 1.2)")
         print(f"extraction delta ratio N={n} / N={ref}: {dratio:.3f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"sites": SITES, "pooling": args.pooling, "runs": runs}, indent=1))
+    meta = {"sites": SITES, "pooling": args.pooling, "malloc_mmap_threshold": args.malloc_mmap_threshold}
+    args.json.write_text(json.dumps({**meta, "runs": runs}, indent=1))
     print(f"wrote {args.json}")
 
 

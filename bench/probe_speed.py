@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from threadpoolctl import threadpool_limits
 
 from layerscope.probes import fit_layers, fit_logistic, ridge_path, warm_start_scale
 from layerscope.probes.layerwise import DEFAULT_LAMBDAS
@@ -178,6 +179,17 @@ def neurox_style(Xs: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0
 
 def run_task(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     X, y, split, names = load_task(kind, args.quick)
+    if not args.threads:
+        return measure(kind, X, y, split, names, args)
+    # after loading (the extraction stack loads its own thread pools): torch and every BLAS/OpenMP pool
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        return measure(kind, X, y, split, names, args)
+
+
+def measure(
+    kind: str, X: np.ndarray, y: np.ndarray, split: np.ndarray, names: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
     Xs = standardise(X, split == 0)
     print(
         f"\n=== {kind}: X {tuple(X.shape)}, {len(names)} classes, train/val/test "
@@ -280,19 +292,21 @@ def main() -> None:
     )
     ap.add_argument("--tasks", default="sentences,tokens")
     ap.add_argument("--no-neurox", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="threads for torch AND sklearn's BLAS/OpenMP")
     ap.add_argument("--quick", action="store_true", help="smoke run: ≤ 3,000 rows per task, 1 round")
     ap.add_argument("--json", type=Path, default=RESULTS / "probe_speed.json")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.quick:
         args.rounds, args.peer_rounds = 1, 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
     print(
         "NeuroX 1.0.9 cannot be installed on Python 3.11; 'neurox' is a faithful rewrite of its probe training."
     )
-    info = {"nproc": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    info = {
+        "nproc": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": args.threads or torch.get_num_threads(),
+    }
     info["loadavg_start"] = list(os.getloadavg())
     print(f"machine: {info}")
     results = [run_task(kind, args) for kind in args.tasks.split(",")]

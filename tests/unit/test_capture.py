@@ -156,3 +156,14 @@ def test_trace_errors():
         s.forward(dict(s.tokenize(["hello"])))
     with pytest.raises(KeyError, match="not captured"):
         tr["blocks.1.resid_post"]
+
+
+def test_public_capture_works_after_the_subpackage_is_imported():
+    import layerscope
+    import layerscope.capture.extract
+
+    s = tiny_bert()
+    with torch.no_grad(), layerscope.capture(s, ["blocks.0.resid_post"]) as tr:
+        s.forward(dict(s.tokenize(["hello"])))
+    assert "blocks.0.resid_post" in tr
+    assert_no_hooks(s)

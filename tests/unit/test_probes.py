@@ -155,8 +155,9 @@ def test_linear_probe_equals_logistic_regression(K: int, class_weight: str | Non
     np.testing.assert_allclose(std.predict_proba(X[0]), pipe.predict_proba(X[0]), atol=1e-6)
 
 
-def test_elastic_net_equals_saga() -> None:
-    X, y = _blobs(d=8)
+@pytest.mark.parametrize("K", [2, 3])
+def test_elastic_net_equals_saga(K: int) -> None:
+    X, y = _blobs(d=8, K=K)
     Xs = StandardScaler().fit_transform(X[0])
     ours = LinearProbe(C=0.2, penalty="elasticnet", l1_ratio=0.6, standardize=False, tol=1e-9).fit(Xs, y)
     ref = LogisticRegression(C=0.2, l1_ratio=0.6, solver="saga", tol=1e-9, max_iter=100_000).fit(Xs, y)

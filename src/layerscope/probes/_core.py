@@ -40,6 +40,9 @@ class SufficientStats:
     sum_x: Tensor
     xty: Tensor
     sum_y: Tensor
+    _eigh: tuple[Tensor, Tensor] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def n_layers(self) -> int:
@@ -144,6 +147,7 @@ class SufficientStats:
             self.class_sums.copy_(self.xty.mT)
         self.sum_y += Y.sum(0)
         self.n += int(X3.shape[1])
+        self._eigh = None
         return self
 
     def _targets(self, y: Tensor) -> Tensor:
@@ -195,6 +199,13 @@ class SufficientStats:
         """Centred scatter matrix ``Σ (x - x̄)(x - x̄)ᵀ`` ``[L, d, d]``."""
         mu = self.mean()
         return self.xtx - self.n * mu[:, :, None] * mu[:, None, :]
+
+    def centred_eigh(self) -> tuple[Tensor, Tensor]:
+        """Eigendecomposition of :meth:`centred_xtx` (``[L, d]`` ascending, ``[L, d, d]``), computed once."""
+        if self._eigh is None:
+            evals, V = torch.linalg.eigh(self.centred_xtx())  # [L, d], [L, d, d]
+            self._eigh = (evals.clamp_min(0.0), V)
+        return self._eigh
 
     def centred_xty(self) -> Tensor:
         """Centred cross-products ``Σ (x - x̄)(y - ȳ)ᵀ`` ``[L, d, T]``."""

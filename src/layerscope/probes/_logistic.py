@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from layerscope.probes._core import _CHUNK_ROWS, SufficientStats, _grid, predict_logits
-from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers
+from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, threads_for
 
 Tensor = torch.Tensor
 _F64 = torch.float64
@@ -81,7 +80,8 @@ def fit_logistic(
     ``LogisticRegression(C=1/l2)``, so accuracies and coefficients compare at the same ``C``. The blocks are
     independent, so their sum is minimised by ONE ``torch.optim.LBFGS`` (strong-Wolfe line search) over all
     parameters, with analytic gradients; the sum is divided by ``Σ w_i`` (the minimiser is unchanged) and
-    ``tol`` bounds the largest absolute gradient entry of that scaled objective, as sklearn's ``tol`` does.
+    ``tol`` bounds the largest absolute gradient entry of that scaled objective over all blocks, as sklearn's
+    ``tol`` does for one.
 
     Several penalties at once: pass ``l2`` as ``[L, G]``; the ``G`` fits of a layer share its ``X`` (no copy:
     their weight matrices are stacked side by side, ``X [L, n, d] @ W [L, d, G·K]``), which is the same as
@@ -92,8 +92,9 @@ def fit_logistic(
     ``½·λmax([X 1]ᵀ diag(w) [X 1]) + l2``; adaptive restart); ``tol`` then bounds the gradient mapping.
     Without ``l1``, ``precondition=True`` (or the task's :class:`SufficientStats`, to skip a pass over ``X``)
     rewrites ``W = V·diag(p)·U`` in the eigenbasis ``V`` of the centred ``XᵀX`` with
-    ``p = (e/(K·n) + l2/n)^-½``, an approximate inverse square root of the Hessian: same minimiser, far fewer
-    iterations on anisotropic activations (``tol`` then applies to the gradient in ``U``).
+    ``p = (e/(K·n) + l2/n)^-½`` (and centres the intercept), an approximate inverse square root of the
+    Hessian: same minimiser, far fewer iterations on anisotropic activations (``tol`` still applies to the
+    gradient in ``(W, b)``). The joint L-BFGS needs about as many iterations as its hardest block.
 
     Args:
         X: ``[L, n, d]`` (or ``[n, d]``); float64 input is fitted in float64, anything else in float32.
@@ -166,10 +167,9 @@ def _fit_logistic(
         b = init[1].to(dtype).reshape(L, G, K).clone()
     Wp = W.permute(0, 2, 1, 3).reshape(L, d, G * K).contiguous()  # [L, d, G·K]
     bp = b.reshape(L, G * K).contiguous()  # [L, G·K]
-    idx = yl[:, :, None, None].expand(L, n, G, 1)  # [L, n, G, 1]
+    idx = yl[:, None, None, :].expand(L, G, 1, n)  # [L, G, 1, n]
     problem = _Logistic(X3, idx, sw / sw_sum, lam2 / sw_sum, L, G, K)
-    # Tiny problems run on one thread: an OpenMP fork/join per small op costs more than the op itself.
-    with _num_threads(1 if X3.numel() * G * K < 2**24 else torch.get_num_threads()):
+    with threads_for(X3.numel() * G * K):
         if bool((lam1 > 0).any()):
             n_iter = _fista(problem, Wp, bp, lam1 / sw_sum, max_iter=20 * max_iter, tol=tol)
         elif precondition is not False:
@@ -185,17 +185,6 @@ def _fit_logistic(
     if grouped:
         return W_out, b_out, n_iter
     return W_out[:, 0], b_out[:, 0], n_iter
-
-
-@contextlib.contextmanager
-def _num_threads(n: int) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Logistic:
@@ -248,31 +237,32 @@ class _Logistic:
         return loss, gU.reshape(L, d, G * K), gb
 
     def _loss_grad(self, Wp: Tensor, bp: Tensor, *, grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        # Scores are formed transposed, [L, G·K, n]: with n innermost both matmuls stream X in its own
+        # layout (measured ~30 % faster than X @ W on CPU) and the class reductions run over a strided axis.
         L, G, K = self.L, self.G, self.K
-        n, d = self.X.shape[1], self.X.shape[2]
-        Z = torch.baddbmm(bp[:, None, :], self.X, Wp).view(L, n, G, K)  # [L, n, G, K]
-        logp = torch.log_softmax(Z, -1)  # [L, n, G, K]
-        nll = -logp.gather(-1, self.idx).squeeze(-1)  # [L, n, G]
+        d = self.X.shape[2]
+        Zt = torch.bmm(Wp.mT, self.X.mT)  # [L, G·K, n]
+        Zt += bp[:, :, None]
+        logp = torch.log_softmax(Zt.view(L, G, K, -1), 2)  # [L, G, K, n]
+        nll = -logp.gather(2, self.idx).squeeze(2)  # [L, G, n]
         Wv = Wp.view(L, d, G, K)
-        loss = torch.einsum("lng,n->lg", nll, self.w) + 0.5 * self.lam2 * Wv.square().sum((1, 3))  # [L, G]
+        loss = nll @ self.w + 0.5 * self.lam2 * Wv.square().sum((1, 3))  # [L, G]
         if not grad:
             return loss, Wp, bp
         P = logp.exp_()  # softmax, reusing the buffer
-        P.scatter_add_(-1, self.idx, self._minus_one(P.dtype))
-        P *= self.w[None, :, None, None]
-        R = P.view(L, n, G * K)  # [L, n, G·K]
-        gW = torch.bmm(R.mT, self.X).mT.contiguous() + (self.lam2[:, None, :, None] * Wv).view(
-            L, d, G * K
-        )  # [L, d, G·K]
-        gb = R.sum(1)  # [L, G·K]
+        P.scatter_add_(2, self.idx, self._minus_one(P.dtype))
+        P *= self.w
+        Rt = P.view(L, G * K, -1)  # [L, G·K, n]
+        gW = torch.bmm(Rt, self.X).mT + (self.lam2[:, None, :, None] * Wv).view(L, d, G * K)  # [L, d, G·K]
+        gb = Rt.sum(2)  # [L, G·K]
         self.raw_grad_max = max(float(gW.abs().max()), float(gb.abs().max()))
-        return loss, gW, gb
+        return loss, gW.contiguous(), gb
 
     def _minus_one(self, dtype: torch.dtype) -> Tensor:
         """A cached ``-1`` tensor shaped like the label index (for ``softmax - onehot``)."""
         cached = getattr(self, "_neg", None)
         if cached is None or cached.dtype != dtype:
-            cached = torch.full(self.idx.shape, -1.0, dtype=dtype)  # [L, n, G, 1]
+            cached = torch.full(self.idx.shape, -1.0, dtype=dtype)  # [L, G, 1, n]
             self._neg = cached
         return cached
 
@@ -292,9 +282,10 @@ def _precondition(problem: _Logistic, X: Tensor, stats: SufficientStats | None, 
         for start in range(0, n, _CHUNK_ROWS):  # row chunks bound the float64 copy
             xc = X[:, start : start + _CHUNK_ROWS].to(_F64) - mu[:, None, :]  # [L, c, d]
             scatter += xc.mT @ xc
+        evals, V = torch.linalg.eigh(scatter)  # [L, d], [L, d, d]
     else:
-        n, mu, scatter = stats.n, stats.mean(), stats.centred_xtx()
-    evals, V = torch.linalg.eigh(scatter)  # [L, d], [L, d, d]
+        n, mu = stats.n, stats.mean()
+        evals, V = stats.centred_eigh()
     curv = evals.clamp_min(0.0)[:, :, None, None] / (problem.K * max(n, 1))  # [L, d, 1, 1]
     p = (curv + lam2.to(_F64)[:, None, :, None] / max(n, 1) + 1e-12).rsqrt()  # [L, d, G, 1]
     p = p.expand(-1, -1, -1, problem.K)  # [L, d, G, K]
@@ -308,7 +299,14 @@ class _Converged(Exception):
 
 
 def _lbfgs(
-    problem: _Logistic, Wp: Tensor, bp: Tensor, *, max_iter: int, tol: float, history_size: int, chunk: int = 10
+    problem: _Logistic,
+    Wp: Tensor,
+    bp: Tensor,
+    *,
+    max_iter: int,
+    tol: float,
+    history_size: int,
+    chunk: int = 10,
 ) -> int:
     """Run one L-BFGS over every block in place; returns the iteration count.
 
@@ -316,19 +314,20 @@ def _lbfgs(
     most ``tol`` — scikit-learn's lbfgs criterion — checked at the start of every ``chunk`` of iterations
     (the optimizer keeps its memory across chunks), or after ``max_iter`` iterations.
     """
-    eps = torch.finfo(Wp.dtype).eps
+    tolerance_change = torch.finfo(Wp.dtype).eps * problem.L * problem.G
     opt = torch.optim.LBFGS(
         [Wp, bp],
         lr=1.0,
         max_iter=chunk,
-        max_eval=int(chunk * 1.25) + 1,
+        max_eval=4 * chunk,
         tolerance_grad=0.0,
-        tolerance_change=eps * problem.L * problem.G,
+        tolerance_change=tolerance_change,
         history_size=history_size,
         line_search_fn="strong_wolfe",
     )
     threads = torch.get_num_threads()
     first = [True]
+    start_losses: list[float] = []
 
     def closure() -> Tensor:
         torch.set_num_threads(threads)
@@ -336,11 +335,16 @@ def _lbfgs(
             loss, gW, gb = problem.loss_grad(Wp, bp)
         finally:
             torch.set_num_threads(1)
-        if first[0] and problem.raw_grad_max <= tol:
-            raise _Converged
-        first[0] = False
+        total = loss.sum()
+        if first[0]:  # the current point: test convergence in (W, b) and progress since the last chunk
+            first[0] = False
+            if problem.raw_grad_max <= tol:
+                raise _Converged
+            if start_losses and abs(start_losses[-1] - float(total)) <= tolerance_change:
+                raise _Converged  # stalled: no decrease left at this precision
+            start_losses.append(float(total))
         Wp.grad, bp.grad = gW, gb
-        return loss.sum()
+        return total
 
     # L-BFGS's own work is dozens of dot/axpy ops on a small vector per iteration: on one thread they cost
     # microseconds, whereas an OpenMP fork/join per op costs milliseconds on a busy machine. The closure (the
@@ -350,15 +354,12 @@ def _lbfgs(
     try:
         with torch.no_grad():
             while int(state.get("n_iter", 0)) < max_iter:
-                before = int(state.get("n_iter", 0))
-                opt.param_groups[0]["max_iter"] = min(chunk, max_iter - before)
+                opt.param_groups[0]["max_iter"] = min(chunk, max_iter - int(state.get("n_iter", 0)))
                 first[0] = True
                 try:
                     opt.step(closure)
                 except _Converged:
                     break
-                if int(state.get("n_iter", 0)) - before < opt.param_groups[0]["max_iter"]:
-                    break  # stalled: no decrease left at this precision
     finally:
         torch.set_num_threads(threads)
     return int(state.get("n_iter", 0))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from layerscope.errors import ConfigError
+from layerscope.probes._validation import threads_for
 
 Tensor = torch.Tensor
 
@@ -107,7 +108,8 @@ def train_mlp(
     Returns:
         The trained module (train mode off), epochs run, mean training loss per epoch, best validation loss.
     """
-    with torch.random.fork_rng(devices=[]):
+    work = batch_size * max(X.shape[1], hidden_size, 1) * max(hidden_size, n_classes, rank or 0)
+    with threads_for(work), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         if early_stopping and X_val is None:

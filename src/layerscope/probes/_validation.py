@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,3 +61,21 @@ def to_numpy(x: Any) -> Any:
     if isinstance(x, Tensor):
         return x.detach().cpu().numpy()
     return x
+
+
+#: Below this many multiply-adds per operation, torch work runs on one thread (see :func:`threads_for`).
+SMALL_WORK = 2**24
+
+
+@contextlib.contextmanager
+def threads_for(work: float) -> Iterator[None]:
+    """Run the block on one torch thread when ``work`` (multiply-adds per op) is small, else unchanged.
+
+    An OpenMP fork/join per small op costs more than the op itself, and far more on a busy machine.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if work < SMALL_WORK else before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -27,7 +27,7 @@ from layerscope.errors import ConfigError
 from layerscope.probes._core import SufficientStats
 from layerscope.probes._logistic import _fit_logistic
 from layerscope.probes._mlp import check_mlp_params, train_mlp
-from layerscope.probes._validation import ProbeDataError, to_numpy
+from layerscope.probes._validation import ProbeDataError, threads_for, to_numpy
 from layerscope.probes.solvers import lda, ridge_path
 
 _PRECONDITION_MAX_FEATURES = 2048
@@ -403,7 +403,7 @@ class MLPProbe(_ProbeClassifier):
         return W, zero.numpy() - self.mean_ @ W
 
     def _logits(self, X: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with torch.no_grad(), threads_for(X.size * max(self.hidden_size, len(self.classes_))):
             return self.module_(torch.from_numpy((X - self.mean_) / self.scale_)).numpy()
 
     def _scores(self, X: np.ndarray) -> np.ndarray:

@@ -21,14 +21,16 @@ from layerscope.errors import ConfigError
 from layerscope.probes._core import SufficientStats, predict_logits
 from layerscope.probes._logistic import _fit_logistic, warm_start_scale
 from layerscope.probes._mlp import check_mlp_params, train_mlp
-from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers
+from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, threads_for
 from layerscope.probes.solvers import lda_path, ridge_path
 
 Tensor = torch.Tensor
 
 FAMILIES = ("logistic", "ridge", "lda", "mlp")
-#: λ grid (``1/C`` for logistic, ``alpha`` for ridge), in scikit-learn's units (sums over samples).
+#: Ridge ``alpha`` grid, in scikit-learn's units (penalty against sums over samples).
 DEFAULT_LAMBDAS = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+#: Logistic L2 grid ``λ = 1/C`` (scikit-learn's units); every value costs L-BFGS work, hence fewer.
+DEFAULT_L2 = (1.0, 10.0, 100.0, 1e3, 1e4)
 #: LDA shrinkage grid.
 DEFAULT_SHRINKAGES = (1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.4, 0.8)
 #: MLP weight-decay grid (one value: the MLP's capacity is set by its hyperparameters).
@@ -145,7 +147,7 @@ def fit_layers(
     class_weight: Any = None,
     seed: int = 0,
     max_iter: int = 100,
-    tol: float = 1e-5,
+    tol: float = 1e-4,
     mlp_options: Mapping[str, Any] | None = None,
 ) -> LayerwiseFit:
     """Fit a probe of ``family`` on every layer, choosing its regularisation per layer on ``val``.
@@ -158,13 +160,14 @@ def fit_layers(
         train: training rows, a boolean mask ``[n]`` or an index array.
         val: validation rows (disjoint from ``train``), used only to pick λ (and MLP early stopping).
         lambdas: grid, ascending or not: L2 penalty ``1/C`` (logistic), ``alpha`` (ridge), shrinkage in
-            ``[0, 1]`` (lda), weight decay (mlp). Defaults: :data:`DEFAULT_LAMBDAS`,
+            ``[0, 1]`` (lda), weight decay (mlp). Defaults: :data:`DEFAULT_L2`, :data:`DEFAULT_LAMBDAS`,
             :data:`DEFAULT_SHRINKAGES`, :data:`DEFAULT_WEIGHT_DECAYS`.
         n_classes: ``K`` (default ``max(y) + 1``).
         class_weight: ``None``, ``"balanced"`` or ``{class index: weight}`` (logistic and mlp only).
         seed: seeds the MLP family (the others are deterministic).
         max_iter: L-BFGS iterations of the final logistic fit.
-        tol: L-BFGS gradient tolerance (see :func:`~layerscope.probes.solvers.fit_logistic`).
+        tol: L-BFGS gradient tolerance, scikit-learn's default and meaning (see
+            :func:`~layerscope.probes.solvers.fit_logistic`).
         mlp_options: MLP hyperparameters overriding :data:`MLP_DEFAULTS`.
 
     Returns:
@@ -191,14 +194,13 @@ def fit_layers(
     work = torch.float64 if X3.dtype == torch.float64 else torch.float32
     Xtr = as_float_tensor(X3[:, torch.as_tensor(tr)]).to(work)  # [L, n_tr, d]
     Xva = as_float_tensor(X3[:, torch.as_tensor(va)]).to(work)  # [L, n_va, d]
-    for name, part in (("train", Xtr), ("val", Xva)):
-        if not bool(torch.isfinite(part).all()):
-            raise ProbeDataError(f"X contains NaN or inf in the {name} rows; drop or fix those rows first")
-    mean = Xtr.mean(1, dtype=torch.float64)  # [L, d]
-    scale = Xtr.std(1, correction=0).double()  # [L, d]
-    scale = torch.where(scale > 1e-6 * mean.abs().clamp_min(1.0), scale, torch.ones_like(scale))
+    std, mean = torch.std_mean(Xtr, dim=1, correction=0)  # [L, d] each; NaN/inf propagate into both
+    _check_finite(std, mean, "train")
+    scale = torch.where(std > 1e-6 * mean.abs().clamp_min(1.0), std, torch.ones_like(std)).double()
+    mean = mean.double()
     Xtr.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
     Xva.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
+    _check_finite(Xva.sum(1), None, "val")
     ytr, yva = yt[tr], yt[va]
     common: dict[str, Any] = {
         "family": family,
@@ -211,20 +213,22 @@ def fit_layers(
     if family == "mlp":
         common.update(mean=mean.float(), scale=scale.float())
         return _fit_mlp(Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common)
-    stats = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
+    with threads_for(Xtr.numel() * Xtr.shape[2]):  # the Gram pass and eigh are O(n·d²) per layer
+        stats = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
+        stats.centred_eigh()
     n_iter = 0
     if family == "ridge":
         W, b = ridge_path(stats, grid, coding="pm1")  # [L, G, d, K], [L, G, K]
     elif family == "lda":
         W, b = lda_path(stats, grid)
     else:
-        W0, b0 = ridge_path(stats, grid, coding="onehot")
-        W0, b0 = warm_start_scale(Xtr, ytr, W0, b0)
-        lam = grid[None].expand(L, -1)  # [L, G]
-        W, b, n_iter = _fit_logistic(
-            Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W0, b0), max_iter=SELECT_ITER, tol=tol,
-            precondition=stats,
-        )  # fmt: skip
+        W, b = warm_start_scale(Xtr, ytr, *ridge_path(stats, grid, coding="onehot"))
+        if len(grid) > 1:  # the grid stage; a single λ goes straight to the final fit
+            lam = grid[None].expand(L, -1)  # [L, G]
+            W, b, n_iter = _fit_logistic(
+                Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W, b), max_iter=SELECT_ITER, tol=tol,
+                precondition=stats,
+            )  # fmt: skip
     acc_grid = _accuracy(predict_logits(Xva, W.to(work), b.to(work)), yva)  # [L, G]
     best = _best_index(acc_grid)  # [L]
     rows = torch.arange(L)
@@ -236,11 +240,12 @@ def fit_layers(
         )  # fmt: skip
         n_iter += extra
     Wb, bb = Wb.to(work), bb.to(work)
+    polished = family == "logistic"
     return LayerwiseFit(
         **common,
         best_lambda=grid[best],
         best_index=best,
-        val_accuracy=_accuracy(predict_logits(Xva, Wb, bb), yva),
+        val_accuracy=_accuracy(predict_logits(Xva, Wb, bb), yva) if polished else acc_grid[rows, best],
         val_accuracy_grid=acc_grid,
         train_accuracy=_accuracy(predict_logits(Xtr, Wb, bb), ytr),
         weight=Wb,
@@ -299,6 +304,12 @@ def _fit_mlp(
         modules=modules,
         n_iter=epochs,
     )
+
+
+def _check_finite(a: Tensor, b: Tensor | None, name: str) -> None:
+    """Raise if per-layer summaries of the ``name`` rows are non-finite (NaN/inf in ``X`` propagate)."""
+    if not bool(torch.isfinite(a).all()) or (b is not None and not bool(torch.isfinite(b).all())):
+        raise ProbeDataError(f"X contains NaN or inf in the {name} rows; drop or fix those rows first")
 
 
 def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
@@ -371,7 +382,9 @@ def _check_class_counts(y: Tensor, tr: np.ndarray, K: int) -> None:
 
 
 def _grid(family: str, lambdas: Any) -> Tensor:
-    default = {"lda": DEFAULT_SHRINKAGES, "mlp": DEFAULT_WEIGHT_DECAYS}.get(family, DEFAULT_LAMBDAS)
+    default = {"lda": DEFAULT_SHRINKAGES, "mlp": DEFAULT_WEIGHT_DECAYS, "logistic": DEFAULT_L2}.get(
+        family, DEFAULT_LAMBDAS
+    )
     values = torch.as_tensor(default if lambdas is None else lambdas, dtype=torch.float64).reshape(-1)
     if values.numel() == 0 or not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
         raise ConfigError(f"lambdas must be a non-empty list of finite values >= 0, got {lambdas!r}")

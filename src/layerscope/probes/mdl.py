@@ -55,7 +55,7 @@ def online_code(
     l2: float | torch.Tensor = 1.0,
     seed: int = 0,
     fractions: tuple[float, ...] = FRACTIONS,
-    max_iter: int = 100,
+    max_iter: int = 50,
 ) -> OnlineCode:
     """Online codelength of labels ``y`` given ``X`` for every layer.
 
@@ -65,6 +65,7 @@ def online_code(
         n_classes: K, the size of the uniform code.
         l2: L2 strength of the logistic probes (a float or one per layer ``[L]``), as in ``fit_logistic``.
         seed: order of the items.
+        max_iter: L-BFGS iterations per block; each block's probe starts from the previous block's solution.
     """
     from .solvers import fit_logistic, predict_logits
 
@@ -83,12 +84,16 @@ def online_code(
     log2k = math.log2(n_classes)
     bits = np.zeros((L, len(ends)))
     bits[:, 0] = ends[0] * log2k
+    init = None
     for i in range(1, len(ends)):
         lo, hi = int(ends[i - 1]), int(ends[i])
         train = Xo[:, :lo]
         mu = train.mean(1, keepdim=True)
         sd = train.std(1, keepdim=True, unbiased=False).clamp_min(1e-6) if lo > 1 else torch.ones_like(mu)
-        W, b = fit_logistic((train - mu) / sd, yo[:lo], l2=l2, n_classes=n_classes, max_iter=max_iter)
+        W, b = fit_logistic(
+            (train - mu) / sd, yo[:lo], l2=l2, n_classes=n_classes, max_iter=max_iter, init=init
+        )
+        init = (W, b)  # warm start: the next prefix only adds data
         logits = predict_logits((Xo[:, lo:hi] - mu) / sd, W, b)  # L, block, K
         logp = torch.log_softmax(logits.double(), dim=-1)
         nll = -logp.gather(-1, yo[lo:hi].view(1, -1, 1).expand(L, -1, 1)).squeeze(-1)  # L, block (nats)

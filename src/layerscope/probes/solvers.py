@@ -52,8 +52,7 @@ def ridge_path(stats: SufficientStats, lambdas: Any, *, coding: str = "pm1") -> 
         ``W [L, G, d, T]`` and ``b [L, G, T]`` (``T = K`` for classification).
     """
     lam = _grid(lambdas, stats.n_layers)  # [L, G]
-    evals, V = torch.linalg.eigh(stats.centred_xtx())  # [L, d], [L, d, d]
-    evals = evals.clamp_min(0.0)
+    evals, V = stats.centred_eigh()  # [L, d], [L, d, d]: one eigh per layer, shared by every λ
     Q = V.mT @ stats.centred_xty()  # [L, d, T]
     W = V[:, None] @ (Q[:, None] / (evals[:, None, :, None] + lam[:, :, None, None]))  # [L, G, d, T]
     ybar = stats.sum_y / max(stats.n, 1)  # [T]

@@ -122,8 +122,8 @@ def _fit_and_score(
 
     train, val, test = rows.split == 0, rows.split == 1, rows.split == 2
     fit = fit_layers(rows.X, y, family=family, train=train, val=val, n_classes=n_classes, seed=seed)
-    proba = fit.predict_proba(rows.X[:, torch.from_numpy(test)])
-    proba = proba.numpy() if isinstance(proba, torch.Tensor) else np.asarray(proba)
+    out = fit.predict_proba(rows.X[:, torch.from_numpy(test)])
+    proba = out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     return proba.argmax(-1) == y[test][None, :], fit
 
 
@@ -245,12 +245,17 @@ def probe(
 
 
 def _control_targets(ctask: Any, rows: _Rows) -> np.ndarray:
-    """Control-task labels for the task's rows (every labelled word/sentence has one)."""
-    yc = np.asarray(ctask.targets(rows.example, rows.word))
-    if (yc < 0).any():
-        raise ConfigError(
-            f"control task {ctask.name!r} leaves {(yc < 0).sum()} labelled rows without a label"
-        )
+    """Control-task labels for the task's rows.
+
+    The control task merges classes too rare to train on; the few rows it leaves unlabelled get its most
+    frequent label (they are counted, never dropped, so task and control score the same test rows).
+    """
+    yc = np.asarray(ctask.targets(rows.example, rows.word)).copy()
+    missing = yc < 0
+    if missing.all():
+        raise ConfigError(f"control task {ctask.name!r} labels none of the task's rows")
+    if missing.any():
+        yc[missing] = np.bincount(yc[~missing]).argmax()
     return yc
 
 
