@@ -76,6 +76,7 @@ def run_demo(
         ["blocks.0.resid_pre", "blocks.*.resid_post"],
         store=work / f"minilm-multiemo-{sentences}",
         pooling="sentence_mean",
+        overwrite="mismatched",
     )
     res = layer_summary(st, labels=_labels_per_item(st, ds.labels["sentiment"]), label_name="sentiment")
     report.add(
@@ -124,7 +125,14 @@ def run_demo(
     lm = load("smollm2")
     lm_ds = ds.head(lm_sentences)
     layers = [f"blocks.{i}.resid_post" for i in range(0, lm.n_layers, 3)] + ["final"]
-    st = extract(lm, lm_ds, layers, store=work / f"smollm2-multiemo-{lm_sentences}", pooling="last_token")
+    st = extract(
+        lm,
+        lm_ds,
+        layers,
+        store=work / f"smollm2-multiemo-{lm_sentences}",
+        pooling="last_token",
+        overwrite="mismatched",
+    )
     res = layer_summary(st, labels=_labels_per_item(st, lm_ds.labels["sentiment"]), label_name="sentiment")
     report.add(
         res,
@@ -146,6 +154,7 @@ def run_demo(
         ["embed", "blocks.*.out", "pooled", "logits"],
         store=work / f"effnet-cifar10-{images}",
         dataset_name="cifar10-test",
+        overwrite="mismatched",
     )
     res = layer_summary(st, labels=np.asarray(names)[y], label_name="CIFAR-10 class")
     report.add(

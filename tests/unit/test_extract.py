@@ -143,6 +143,10 @@ def test_complete_store_is_reused_and_mismatch_is_refused(bert, tmp_path):
         extract(bert, texts, "blocks.0.resid_post", store=tmp_path / "s", pooling="token", progress=False)
     with pytest.raises(StoreError, match="already exists"):
         extract(bert, texts, "blocks.0.resid_post", store=tmp_path / "s", resume=False, progress=False)
+    managed = extract(
+        bert, texts[:5], "blocks.0.resid_post", store=tmp_path / "s", overwrite="mismatched", progress=False
+    )
+    assert managed.n_items == 5  # a cache layerscope manages is replaced when its inputs changed
     new = extract(bert, texts, "blocks.1.resid_post", store=tmp_path / "s", overwrite=True, progress=False)
     assert new.sites == ["blocks.1.resid_post"]
     assert st.path == new.path

@@ -272,7 +272,7 @@ def extract(
     batch_tokens: int | None = None,
     window: int = 1024,
     resume: bool = True,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
     progress: bool = True,
     text_column: str = "text",
     chunk_rows: int | None = None,
@@ -290,7 +290,8 @@ def extract(
         batch_tokens: token budget per batch (default: 8192 on CPU; from free memory on GPU); halved on OOM.
         window: examples per deterministic window (the unit of bucketing and of resumption).
         resume: continue an existing incomplete store made from the same inputs.
-        overwrite: replace an existing store.
+        overwrite: replace an existing store; ``"mismatched"`` replaces it only when it was made from other
+            inputs (for caches that layerscope manages itself, e.g. the demo's and the probing sweep's).
         progress: show a progress bar.
         chunk_rows: rows per committed chunk (default: about 1 MiB per chunk of the widest site).
     Returns:
@@ -399,10 +400,10 @@ def _open_or_create(
     pooling: str,
     max_length: int,
     resume: bool,
-    overwrite: bool,
+    overwrite: bool | str,
     chunk_rows: int | None,
 ) -> ActivationStore:
-    if path.exists() and not overwrite:
+    if path.exists() and overwrite is not True:
         if not resume:
             raise StoreError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or resume=True")
         st = ActivationStore.open(path)
@@ -410,11 +411,12 @@ def _open_or_create(
         diff = [k for k in _MANIFEST_KEYS if old.get(k) != manifest.get(k)]
         if old.get("dtype") != dtype:
             diff.append("dtype")
-        if diff:
+        if not diff:
+            return st
+        if overwrite != "mismatched":
             raise StoreError(
                 f"{path} was made with a different {', '.join(diff)}; use another store path or overwrite=True"
             )
-        return st
     meta = _metadata(subject, ds, pooling, max_length, manifest["window"])
     dims = _site_dims(subject, sites)
     st = ActivationStore.create(
@@ -425,7 +427,7 @@ def _open_or_create(
         dtype=dtype,
         chunk_rows=chunk_rows or _chunk_rows(dims, dtype),
         texts=ds.texts,
-        overwrite=overwrite,
+        overwrite=bool(overwrite),
     )
     with contextlib.suppress(Exception):  # the tokenizer copy is a convenience for readers
         subject.tokenizer.save_pretrained(str(st.path / "tokenizer"))

@@ -44,7 +44,7 @@ def extract_images(
     batch_size: int = 32,
     window: int = 256,
     resume: bool = True,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
     progress: bool = True,
     dataset_name: str = "images",
 ) -> ActivationStore:
@@ -78,23 +78,31 @@ def extract_images(
         "dataset": {"name": dataset_name, "fingerprint": h, "n_examples": len(arr)},
         "window": window,
         "batch_size": batch_size,
+        "preprocess": {
+            "size": subject.image.size,
+            "mean": list(subject.image.mean),
+            "std": list(subject.image.std),
+        },
         "library": {"layerscope": __version__, "torch": torch.__version__},
     }
     path = Path(store)
-    if path.exists() and not overwrite:
+    diff: list[str] = []
+    if path.exists() and overwrite is not True:
         if not resume:
             raise StoreError(f"{path} already exists; pass overwrite=True or resume=True")
         st = ActivationStore.open(path)
         diff = [
             k
-            for k in ("model", "sites", "pooling", "dataset", "window", "batch_size")
+            for k in ("model", "sites", "pooling", "dataset", "window", "batch_size", "preprocess")
             if st.manifest.get(k) != manifest[k]
         ]
-        if diff or st.manifest.get("dtype") != dtype:
+        if st.manifest.get("dtype") != dtype:
+            diff.append("dtype")
+        if diff and overwrite != "mismatched":
             raise StoreError(
-                f"{path} was made with a different {', '.join(diff) or 'dtype'}; use another path"
+                f"{path} was made with a different {', '.join(diff)}; use another path or overwrite=True"
             )
-    else:
+    if not path.exists() or overwrite is True or (overwrite == "mismatched" and diff):
         x0 = subject.image.preprocess(arr[:1]).to(subject.device)
         with torch.inference_mode(), capture(subject, {s: SiteOptions(fn=fn) for s in names}) as tr:
             subject.forward({"x": x0})
@@ -113,7 +121,7 @@ def extract_images(
             manifest=manifest,
             dtype=dtype,
             chunk_rows=_chunk_rows(dims, dtype),
-            overwrite=overwrite,
+            overwrite=bool(overwrite) or bool(diff),
         )
     if st.complete:
         return st

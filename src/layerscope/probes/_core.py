@@ -136,12 +136,13 @@ class SufficientStats:
             raise ProbeDataError(f"X has {X3.shape[1]} samples but y has {y_t.shape[0]}")
         Y = self._targets(y_t)  # [n, T] float64
         work = torch.float32 if mixed_precision and X3.dtype != _F64 else _F64
+        Ya = torch.cat([Y, torch.ones(Y.shape[0], 1, dtype=_F64)], 1).to(work)  # [n, T+1]: sums ride along
         for start in range(0, X3.shape[1], _CHUNK_ROWS):  # row chunks bound the float64 copy
             xc = X3[:, start : start + _CHUNK_ROWS].to(work)  # [L, c, d]
-            yc = Y[start : start + _CHUNK_ROWS].to(work)  # [c, T]
             self.xtx += (xc.mT @ xc).to(_F64)
-            self.sum_x += xc.sum(1, dtype=_F64)
-            self.xty += (xc.mT @ yc).to(_F64)
+            prod = (xc.mT @ Ya[start : start + _CHUNK_ROWS]).to(_F64)  # [L, d, T+1]
+            self.xty += prod[..., :-1]
+            self.sum_x += prod[..., -1]
         if self.is_classification:
             self.counts += Y.sum(0)
             self.class_sums.copy_(self.xty.mT)
@@ -178,6 +179,19 @@ class SufficientStats:
             sum_x=self.sum_x + other.sum_x,
             xty=self.xty + other.xty,
             sum_y=self.sum_y + other.sum_y,
+        )
+
+    def scaled(self, factor: Tensor) -> SufficientStats:
+        """Statistics of ``X·diag(factor)`` (per-layer feature scaling ``[L, d]``), computed exactly."""
+        f = factor.to(_F64)
+        return SufficientStats(
+            n=self.n,
+            counts=self.counts.clone(),
+            class_sums=self.class_sums * f[:, None, :],
+            xtx=self.xtx * f[:, :, None] * f[:, None, :],
+            sum_x=self.sum_x * f,
+            xty=self.xty * f[:, :, None],
+            sum_y=self.sum_y.clone(),
         )
 
     @staticmethod

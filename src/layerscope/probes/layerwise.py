@@ -194,14 +194,20 @@ def fit_layers(
     work = torch.float64 if X3.dtype == torch.float64 else torch.float32
     Xtr = as_float_tensor(X3[:, torch.as_tensor(tr)]).to(work)  # [L, n_tr, d]
     Xva = as_float_tensor(X3[:, torch.as_tensor(va)]).to(work)  # [L, n_va, d]
-    std, mean = torch.std_mean(Xtr, dim=1, correction=0)  # [L, d] each; NaN/inf propagate into both
-    _check_finite(std, mean, "train")
-    scale = torch.where(std > 1e-6 * mean.abs().clamp_min(1.0), std, torch.ones_like(std)).double()
-    mean = mean.double()
-    Xtr.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
-    Xva.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
-    _check_finite(Xva.sum(1), None, "val")
     ytr, yva = yt[tr], yt[va]
+    # Standardise with training statistics in few passes: the mean by a matrix product, centre in place,
+    # one Gram pass on the centred rows (its diagonal is the variance), scale in place, rescale the Gram.
+    n_tr = Xtr.shape[1]
+    mean = (torch.full((L, 1, n_tr), 1.0 / n_tr, dtype=work) @ Xtr).squeeze(1).double()  # [L, d]
+    _check_finite(mean, "train")
+    Xtr.sub_(mean[:, None].to(work))
+    with threads_for(Xtr.numel() * Xtr.shape[2]):  # the Gram pass and eigh are O(n·d²) per layer
+        centred = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
+    std = (torch.diagonal(centred.centred_xtx(), dim1=-2, dim2=-1).clamp_min(0.0) / n_tr).sqrt()  # [L, d]
+    _check_finite(std, "train")
+    scale = torch.where(std > 1e-6 * mean.abs().clamp_min(1.0), std, torch.ones_like(std))
+    Xtr.div_(scale[:, None].to(work))
+    Xva.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
     common: dict[str, Any] = {
         "family": family,
         "n_classes": K,
@@ -211,10 +217,11 @@ def fit_layers(
     }
 
     if family == "mlp":
+        _check_finite(Xva.sum((1, 2)), "val")
         common.update(mean=mean.float(), scale=scale.float())
         return _fit_mlp(Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common)
-    with threads_for(Xtr.numel() * Xtr.shape[2]):  # the Gram pass and eigh are O(n·d²) per layer
-        stats = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
+    stats = centred.scaled(1.0 / scale)
+    with threads_for(Xtr.numel() * Xtr.shape[2]):
         stats.centred_eigh()
     n_iter = 0
     if family == "ridge":
@@ -229,7 +236,9 @@ def fit_layers(
                 Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W, b), max_iter=SELECT_ITER, tol=tol,
                 precondition=stats,
             )  # fmt: skip
-    acc_grid = _accuracy(predict_logits(Xva, W.to(work), b.to(work)), yva)  # [L, G]
+    scores = predict_logits(Xva, W.to(work), b.to(work))  # [L, G, n_va, K]
+    _check_finite(scores, "val")  # NaN/inf in the val rows of X propagate into their scores
+    acc_grid = _accuracy(scores, yva)  # [L, G]
     best = _best_index(acc_grid)  # [L]
     rows = torch.arange(L)
     Wb, bb = W[rows, best], b[rows, best]  # [L, d, K], [L, K]
@@ -306,9 +315,9 @@ def _fit_mlp(
     )
 
 
-def _check_finite(a: Tensor, b: Tensor | None, name: str) -> None:
-    """Raise if per-layer summaries of the ``name`` rows are non-finite (NaN/inf in ``X`` propagate)."""
-    if not bool(torch.isfinite(a).all()) or (b is not None and not bool(torch.isfinite(b).all())):
+def _check_finite(summary: Tensor, name: str) -> None:
+    """Raise if a summary of the ``name`` rows is non-finite (NaN/inf anywhere in them propagate into it)."""
+    if not bool(torch.isfinite(summary).all()):
         raise ProbeDataError(f"X contains NaN or inf in the {name} rows; drop or fix those rows first")
 
 
