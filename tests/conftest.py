@@ -10,3 +10,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run ``layerscope ARGS...`` in-process; returns ``(exit_code, stdout, stderr)``."""
+    from layerscope import cli
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["layerscope", *args])
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -1,33 +1,16 @@
 """CLI end to end on the embedded MiniLM: extract -> summary -> report, and bad input with a real model."""
 
-import sys
-
 import pytest
-
-from layerscope import cli
 
 pytestmark = pytest.mark.integration
 
 
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["layerscope", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_extract_summary_report(monkeypatch, capsys, tmp_path):
+def test_extract_summary_report(run_cli, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text(
         "text,label\nA fine day.,pos\nA terrible film.,neg\nNot bad at all.,pos\n", encoding="utf-8"
     )
-    code, out, err = run(
-        monkeypatch,
-        capsys,
+    code, out, err = run_cli(
         "extract",
         "minilm",
         str(data),
@@ -40,9 +23,7 @@ def test_extract_summary_report(monkeypatch, capsys, tmp_path):
     )
     assert code == 0, err
     assert "wrote 3 items x 2 sites" in out
-    code, out, err = run(
-        monkeypatch,
-        capsys,
+    code, out, err = run_cli(
         "summary",
         str(tmp_path / "st"),
         "--save",
@@ -52,9 +33,9 @@ def test_extract_summary_report(monkeypatch, capsys, tmp_path):
     )
     assert code == 0, err
     assert (tmp_path / "a.html").is_file()
-    code, out, err = run(monkeypatch, capsys, "report", str(tmp_path / "res"), "-o", str(tmp_path / "b.html"))
+    code, out, err = run_cli("report", str(tmp_path / "res"), "-o", str(tmp_path / "b.html"))
     assert code == 0 and (tmp_path / "b.html").stat().st_size > 100_000
-    code, out, _ = run(monkeypatch, capsys, "sites", "minilm", "--match", "blocks.0.*")
+    code, out, _ = run_cli("sites", "minilm", "--match", "blocks.0.*")
     assert code == 0 and "blocks.0.mlp.post" in out and "blocks.1.mlp.post" not in out
 
 
@@ -66,26 +47,22 @@ def test_extract_summary_report(monkeypatch, capsys, tmp_path):
         (["-s", "blocks.0.attn.pattern"], "capture()"),
     ],
 )
-def test_extract_bad_input_with_real_model(monkeypatch, capsys, tmp_path, extra, needle):
+def test_extract_bad_input_with_real_model(run_cli, tmp_path, extra, needle):
     data = tmp_path / "d.csv"
     data.write_text("text\nhello there\n", encoding="utf-8")
-    code, _, err = run(
-        monkeypatch, capsys, "extract", "minilm", str(data), "--store", str(tmp_path / "s"), *extra
-    )
+    code, _, err = run_cli("extract", "minilm", str(data), "--store", str(tmp_path / "s"), *extra)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
 
 
-def test_extract_bad_files(monkeypatch, capsys, tmp_path):
+def test_extract_bad_files(run_cli, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
-    code, _, err = run(monkeypatch, capsys, "extract", "minilm", str(empty), "--store", str(tmp_path / "s"))
+    code, _, err = run_cli("extract", "minilm", str(empty), "--store", str(tmp_path / "s"))
     assert code == 2 and "empty.csv" in err
     nocol = tmp_path / "nocol.csv"
     nocol.write_text("sentence\nhi\n", encoding="utf-8")
-    code, _, err = run(monkeypatch, capsys, "extract", "minilm", str(nocol), "--store", str(tmp_path / "s"))
+    code, _, err = run_cli("extract", "minilm", str(nocol), "--store", str(tmp_path / "s"))
     assert code == 2 and "sentence" in err
-    code, _, err = run(
-        monkeypatch, capsys, "extract", "minilm", str(tmp_path / "missing.csv"), "--store", "x"
-    )
+    code, _, err = run_cli("extract", "minilm", str(tmp_path / "missing.csv"), "--store", "x")
     assert code == 2 and "no dataset" in err

@@ -1,21 +1,6 @@
 """CLI bad input: one line on stderr, exit code 2, no traceback (fast cases that load no real model)."""
 
-import sys
-
 import pytest
-
-from layerscope import cli
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["layerscope", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize(
@@ -29,15 +14,15 @@ def run(monkeypatch, capsys, *args):
         (["summary", "/definitely/not/a/store"], "not a layerscope activation store"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, tmp_path, args, needle):
-    code, _, err = run(monkeypatch, capsys, *args)
+def test_bad_input_exits_2_with_one_line(run_cli, tmp_path, args, needle):
+    code, _, err = run_cli(*args)
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
     assert "Traceback" not in err
 
 
-def test_help_works(monkeypatch, capsys):
+def test_help_works(run_cli):
     for sub in ([], ["extract"], ["demo"], ["sites"], ["report"], ["summary"], ["fetch"]):
-        code, out, _ = run(monkeypatch, capsys, *sub, "--help")
+        code, out, _ = run_cli(*sub, "--help")
         assert code == 0 and "Usage" in out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -28,17 +28,7 @@ Pooling = Literal[
     "sentence_max",
     "last_token",
 ]
-POOLINGS: tuple[str, ...] = (
-    "token",
-    "word_first",
-    "word_last",
-    "word_mean",
-    "sentence_mean",
-    "sentence_first",
-    "sentence_last",
-    "sentence_max",
-    "last_token",
-)
+POOLINGS: tuple[str, ...] = get_args(Pooling)
 _ALIASES = {
     "word": "word_first",
     "sentence": "sentence_mean",
