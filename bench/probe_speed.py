@@ -67,13 +67,13 @@ def load_task(kind: str, quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarra
     rng = np.random.default_rng(0)
     if kind == "sentences":
         ds = multiemo(limit=4000, seed=0)
-        st = ls.extract(subject, ds, SITES, store=STORE / "sent", pooling="sentence_mean", progress=False)
+        st = _extract(ls, subject, ds, STORE / "sent", "sentence_mean")
         names = sorted(set(ds.labels["sentiment"]))
         y = np.array([names.index(v) for v in ds.labels["sentiment"]])
         unit = np.arange(len(y))
     else:
         ds = silver_labels(multiemo(limit=3000, seed=0), progress=False)
-        st = ls.extract(subject, ds, SITES, store=STORE / "tok", pooling="word_first", progress=False)
+        st = _extract(ls, subject, ds, STORE / "tok", "word_first")
         meta = st.metadata()
         upos = ds.labels["upos"]
         tags = [upos[e][w] for e, w in zip(meta["example_id"], meta["word_id"], strict=True)]
@@ -90,6 +90,16 @@ def load_task(kind: str, quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarra
         keep = np.sort(rng.permutation(len(y))[: min(len(y), 3000)])
         X, y, split = X[:, keep], y[keep], split[keep]
     return np.ascontiguousarray(X), y, split, names
+
+
+def _extract(ls: Any, subject: Any, ds: Any, store: Path, pooling: str) -> Any:
+    """Reuse a finished store; re-extract when it was made with other settings."""
+    from layerscope.errors import StoreError
+
+    try:
+        return ls.extract(subject, ds, SITES, store=store, pooling=pooling, progress=False)
+    except StoreError:
+        return ls.extract(subject, ds, SITES, store=store, pooling=pooling, progress=False, overwrite=True)
 
 
 def standardise(X: np.ndarray, train: np.ndarray) -> np.ndarray:

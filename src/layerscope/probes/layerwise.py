@@ -284,6 +284,19 @@ def _fit_mlp(
     if sw is not None:
         raise ConfigError("class_weight is not supported for the mlp family")
     L, G = Xtr.shape[0], grid.shape[0]
+    if opts["n_layers"] == 1 and opts["rank"] is None:
+        # the usual one-hidden-layer probe: every (layer, weight decay) trained together as one batched model
+        modules, acc_grid, epochs = _train_mlp_batched(Xtr, ytr, Xva, yva, grid, K, opts, seed)
+        best = _best_index(acc_grid)
+        chosen = [modules[layer * G + int(best[layer])] for layer in range(L)]
+        with torch.no_grad():
+            tr_acc = torch.stack(
+                [(m(Xtr[i]).argmax(-1) == ytr).double().mean() for i, m in enumerate(chosen)]
+            )
+        return LayerwiseFit(
+            **common, best_lambda=grid[best], best_index=best, val_accuracy=acc_grid[torch.arange(L), best],
+            val_accuracy_grid=acc_grid, train_accuracy=tr_acc, modules=chosen, n_iter=epochs,
+        )  # fmt: skip
     acc_grid = torch.zeros(L, G, dtype=torch.float64)  # [L, G]
     fitted: list[list[nn.Module]] = []
     epochs = 0
@@ -319,6 +332,89 @@ def _check_finite(summary: Tensor, name: str) -> None:
     """Raise if a summary of the ``name`` rows is non-finite (NaN/inf anywhere in them propagate into it)."""
     if not bool(torch.isfinite(summary).all()):
         raise ProbeDataError(f"X contains NaN or inf in the {name} rows; drop or fix those rows first")
+
+
+def _train_mlp_batched(
+    Xtr: Tensor,
+    ytr: Tensor,
+    Xva: Tensor,
+    yva: Tensor,
+    grid: Tensor,
+    K: int,
+    opts: Mapping[str, Any],
+    seed: int,
+    patience: int = 3,
+) -> tuple[list[nn.Module], Tensor, int]:
+    """Train L·G one-hidden-layer MLPs at once (layers × weight decays in the batch dim, ``baddbmm``).
+
+    Adam on the summed per-model losses (cross-entropy + ½·wd·‖W‖², i.e. coupled L2 as in ``MLPProbe``),
+    shared minibatch order, early stopping per model on validation accuracy (best weights kept), stop when no
+    model improved for ``patience`` epochs. Returns per-model modules (index ``layer·G + g``), ``[L, G]``
+    validation accuracy and the number of epochs run.
+    """
+    L, n, d = Xtr.shape
+    G, h = grid.shape[0], int(opts["hidden_size"])
+    M = L * G
+    gen = torch.Generator().manual_seed(seed)
+    lim1, lim2 = 1 / d**0.5, 1 / h**0.5
+    W1 = ((torch.rand(M, d, h, generator=gen) * 2 - 1) * lim1).requires_grad_()  # models, d, hidden
+    b1 = ((torch.rand(M, 1, h, generator=gen) * 2 - 1) * lim1).requires_grad_()
+    W2 = ((torch.rand(M, h, K, generator=gen) * 2 - 1) * lim2).requires_grad_()  # models, hidden, K
+    b2 = ((torch.rand(M, 1, K, generator=gen) * 2 - 1) * lim2).requires_grad_()
+    wd = grid.to(torch.float32).repeat(L)  # models (layer-major)
+    params = [W1, b1, W2, b2]
+    optim = torch.optim.Adam(params, lr=float(opts["lr"]))
+    drop = float(opts["dropout"])
+    bs = int(opts["batch_size"])
+    Xtr32, Xva32 = Xtr.float(), Xva.float()
+
+    def logits(X: Tensor) -> Tensor:  # X: [L, b, d] -> [M, b, K]
+        xm = X.repeat_interleave(G, dim=0)
+        hid = torch.relu(torch.baddbmm(b1, xm, W1))
+        if drop and torch.is_grad_enabled():
+            hid = torch.nn.functional.dropout(hid, drop, training=True)
+        return torch.baddbmm(b2, hid, W2)
+
+    best_acc = torch.full((M,), -1.0, dtype=torch.float64)
+    best = [p.detach().clone() for p in params]
+    stale, epochs = 0, 0
+    for _ in range(int(opts["max_epochs"])):
+        epochs += 1
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, bs):
+            idx = order[start : start + bs]
+            out = logits(Xtr32[:, idx])  # M, b, K
+            ce = (
+                torch.nn.functional.cross_entropy(out.reshape(-1, K), ytr[idx].repeat(M), reduction="none")
+                .view(M, -1)
+                .mean(1)
+            )
+            reg = 0.5 * wd * (W1.pow(2).sum((1, 2)) + W2.pow(2).sum((1, 2)))
+            optim.zero_grad(set_to_none=True)
+            (ce + reg).sum().backward()
+            optim.step()
+        with torch.no_grad():
+            acc = (logits(Xva32).argmax(-1) == yva.view(1, -1)).double().mean(1)  # M
+            better = acc > best_acc + 1e-12
+            if better.any():
+                best_acc = torch.where(better, acc, best_acc)
+                for keep, p in zip(best, params, strict=True):
+                    keep[better] = p.detach()[better]
+                stale = 0
+            else:
+                stale += 1
+        if opts.get("early_stopping", True) and stale >= patience:
+            break
+    modules: list[nn.Module] = []
+    for m in range(M):
+        first, second = nn.Linear(d, h), nn.Linear(h, K)
+        with torch.no_grad():
+            first.weight.copy_(best[0][m].T)
+            first.bias.copy_(best[1][m, 0])
+            second.weight.copy_(best[2][m].T)
+            second.bias.copy_(best[3][m, 0])
+        modules.append(nn.Sequential(first, nn.ReLU(), second).eval())
+    return modules, best_acc.view(L, G), epochs
 
 
 def _accuracy(logits: Tensor, y: Tensor) -> Tensor:
