@@ -22,12 +22,12 @@ Contenders (train on train, λ chosen on val where a grid is searched, accuracy 
   probe per layer in a loop (standardised inputs, like the others).
 
 Rounds are interleaved (order alternates); medians of wall and CPU seconds; no timing assertions.
-``--threads N`` limits torch AND scikit-learn's BLAS/OpenMP pools to N (after the data are loaded). Use
-``--threads 1`` on a small or shared machine: on 2 cores, sklearn's 2-thread OpenBLAS + OpenMP (with torch's
-pool in the same process) runs ``LogisticRegression`` up to 10× slower than on one thread, which would
-flatter layerscope.
+``--threads N`` (default 1) limits torch AND scikit-learn's BLAS/OpenMP pools to N after the data are loaded;
+``--threads 0`` keeps the libraries' defaults. On the 2-vCPU development VM the defaults are pathological
+for both sides (OpenBLAS, sklearn's OpenMP and torch's OpenMP pools spin against each other in one process:
+single fits swing 10-40× between rounds), so only equal single-thread runs give meaningful ratios there.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/probe_speed.py --threads 1 # full (≈ 15 min on 2 cores)
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/probe_speed.py             # full, one thread (≈ 15 min)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/probe_speed.py --quick     # smoke run (subsampled, 1 round)
 """
 
@@ -325,7 +325,12 @@ def main() -> None:
     )
     ap.add_argument("--tasks", default="sentences,tokens")
     ap.add_argument("--no-neurox", action="store_true")
-    ap.add_argument("--threads", type=int, default=None, help="threads for torch AND sklearn's BLAS/OpenMP")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch AND sklearn's BLAS/OpenMP (0: library defaults)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: ≤ 3,000 rows per task, 1 round")
     ap.add_argument("--json", type=Path, default=RESULTS / "probe_speed.json")
     args = ap.parse_args()

@@ -274,7 +274,7 @@ def demo(
     sentences: Annotated[int, typer.Option(help="MultiEmo sentences for MiniLM")] = 2000,
     lm_sentences: Annotated[int, typer.Option(help="MultiEmo sentences for SmolLM2")] = 400,
     images: Annotated[int, typer.Option(help="CIFAR-10 images for EfficientNet-Lite0")] = 500,
-    probe_sentences: Annotated[int, typer.Option(help="sentences per built-in probing task (0: skip)")] = 400,
+    probe_sentences: Annotated[int, typer.Option(help="sentences per built-in probing task (0: skip)")] = 300,
 ) -> None:
     """Run the main job on the embedded defaults and write the HTML report."""
     from .demo import run_demo
