@@ -49,26 +49,11 @@ def check_pooling(pooling: str) -> str:
     return p
 
 
-def align_tokens_to_words(
-    text: str,
-    offsets: Sequence[tuple[int, int]],
-    special: Sequence[int],
-    word_spans: Sequence[tuple[int, int]],
-) -> np.ndarray:
-    """Per token, the index of the word it belongs to (or -1).
-
-    Args:
-        text: the example's text.
-        offsets: per token, its ``(start, end)`` character span (``(0, 0)`` for added tokens).
-        special: per token, 1 for special tokens.
-        word_spans: per word, its ``(start, end)`` character span in ``text``.
-    """
-    n = len(offsets)
-    out = np.full(n, -1, dtype=np.int32)
-    if not word_spans or n == 0:
-        return out
-    spans = np.asarray(word_spans, dtype=np.int64).reshape(-1, 2)
-    starts, ends = spans[:, 0], spans[:, 1]
+def _content_tokens(
+    text: str, offsets: Sequence[tuple[int, int]], special: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, first non-space character and end of every token that covers text (specials/space dropped)."""
+    pos, starts, ends = [], [], []
     for t, ((a, b), sp) in enumerate(zip(offsets, special, strict=True)):
         if sp or b <= a:
             continue
@@ -76,10 +61,34 @@ def align_tokens_to_words(
         lead = len(piece) - len(piece.lstrip())
         if lead == len(piece):
             continue
-        p = a + lead
-        j = int(np.searchsorted(starts, p, side="right")) - 1
-        if j >= 0 and p < ends[j]:
-            out[t] = j
+        pos.append(t)
+        starts.append(a + lead)
+        ends.append(b)
+    return np.asarray(pos, np.int64), np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+
+
+def align_tokens_to_words(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    special: Sequence[int],
+    word_spans: Sequence[tuple[int, int]],
+) -> np.ndarray:
+    """Per token, the index of the word holding its first non-space character (or -1).
+
+    Args:
+        text: the example's text.
+        offsets: per token, its ``(start, end)`` character span (``(0, 0)`` for added tokens).
+        special: per token, 1 for special tokens.
+        word_spans: per word, its ``(start, end)`` character span in ``text``.
+    """
+    out = np.full(len(offsets), -1, dtype=np.int32)
+    if not word_spans or len(offsets) == 0:
+        return out
+    pos, starts, _ = _content_tokens(text, offsets, special)
+    spans = np.asarray(word_spans, dtype=np.int64).reshape(-1, 2)
+    j = np.searchsorted(spans[:, 0], starts, side="right") - 1
+    ok = (j >= 0) & (starts < spans[np.clip(j, 0, None), 1])
+    out[pos[ok]] = j[ok]
     return out
 
 
@@ -94,24 +103,13 @@ def word_token_ranges(
     A token that spans several words (BPE ``"!!"`` for spaCy's ``"!" "!"``, ``"Don"`` for ``"Do" "n't"``)
     belongs to each of them, so no word that is in the input is ever left without tokens.
     """
-    n_words = len(word_spans)
-    out = np.full((n_words, 2), -1, dtype=np.int64)
-    if n_words == 0 or len(offsets) == 0:
+    out = np.full((len(word_spans), 2), -1, dtype=np.int64)
+    if len(word_spans) == 0 or len(offsets) == 0:
         return out
-    pos, starts, ends = [], [], []
-    for t, ((a, b), sp) in enumerate(zip(offsets, special, strict=True)):
-        if sp or b <= a:
-            continue
-        piece = text[a:b]
-        lead = len(piece) - len(piece.lstrip())
-        if lead == len(piece):
-            continue
-        pos.append(t)
-        starts.append(a + lead)
-        ends.append(b)
-    if not pos:
+    p, ts, te = _content_tokens(text, offsets, special)
+    if not len(p):
         return out
-    p, ts, te = np.asarray(pos), np.asarray(starts), np.maximum.accumulate(np.asarray(ends))
+    te = np.maximum.accumulate(te)
     spans = np.asarray(word_spans, dtype=np.int64).reshape(-1, 2)
     i0 = np.searchsorted(te, spans[:, 0], side="right")  # first token ending after the word starts
     i1 = np.searchsorted(ts, spans[:, 1], side="left") - 1  # last token starting before the word ends
