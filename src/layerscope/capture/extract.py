@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from ..data.dataset import TextDataset, as_text_dataset
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError
 from ..sites import Site
 from .pooling import (
     BatchPooler,
@@ -403,20 +403,11 @@ def _open_or_create(
     overwrite: bool | str,
     chunk_rows: int | None,
 ) -> ActivationStore:
-    if path.exists() and overwrite is not True:
-        if not resume:
-            raise StoreError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or resume=True")
-        st = ActivationStore.open(path)
-        old = st.manifest
-        diff = [k for k in _MANIFEST_KEYS if old.get(k) != manifest.get(k)]
-        if old.get("dtype") != dtype:
-            diff.append("dtype")
-        if not diff:
-            return st
-        if overwrite != "mismatched":
-            raise StoreError(
-                f"{path} was made with a different {', '.join(diff)}; use another store path or overwrite=True"
-            )
+    st_old = ActivationStore.reusable(
+        path, manifest, _MANIFEST_KEYS, dtype=dtype, resume=resume, overwrite=overwrite
+    )
+    if st_old is not None:
+        return st_old
     meta = _metadata(subject, ds, pooling, max_length, manifest["window"])
     dims = _site_dims(subject, sites)
     st = ActivationStore.create(
@@ -427,7 +418,7 @@ def _open_or_create(
         dtype=dtype,
         chunk_rows=chunk_rows or _chunk_rows(dims, dtype),
         texts=ds.texts,
-        overwrite=bool(overwrite),
+        overwrite=True,  # reaching here means: no reusable store at path
     )
     with contextlib.suppress(Exception):  # the tokenizer copy is a convenience for readers
         subject.tokenizer.save_pretrained(str(st.path / "tokenizer"))

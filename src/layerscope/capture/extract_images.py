@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import ConfigError, DataError, StoreError
+from ..errors import ConfigError, DataError
 from .extract import _chunk_rows, _progress_bar, _Writer
 from .store import ActivationStore
 from .trace import SiteOptions, capture
@@ -86,23 +86,9 @@ def extract_images(
         "library": {"layerscope": __version__, "torch": torch.__version__},
     }
     path = Path(store)
-    diff: list[str] = []
-    if path.exists() and overwrite is not True:
-        if not resume:
-            raise StoreError(f"{path} already exists; pass overwrite=True or resume=True")
-        st = ActivationStore.open(path)
-        diff = [
-            k
-            for k in ("model", "sites", "pooling", "dataset", "window", "batch_size", "preprocess")
-            if st.manifest.get(k) != manifest[k]
-        ]
-        if st.manifest.get("dtype") != dtype:
-            diff.append("dtype")
-        if diff and overwrite != "mismatched":
-            raise StoreError(
-                f"{path} was made with a different {', '.join(diff)}; use another path or overwrite=True"
-            )
-    if not path.exists() or overwrite is True or (overwrite == "mismatched" and diff):
+    keys = ("model", "sites", "pooling", "dataset", "window", "batch_size", "preprocess")
+    st = ActivationStore.reusable(path, manifest, keys, dtype=dtype, resume=resume, overwrite=overwrite)
+    if st is None:
         x0 = subject.image.preprocess(arr[:1]).to(subject.device)
         with torch.inference_mode(), capture(subject, {s: SiteOptions(fn=fn) for s in names}) as tr:
             subject.forward({"x": x0})
@@ -121,7 +107,7 @@ def extract_images(
             manifest=manifest,
             dtype=dtype,
             chunk_rows=_chunk_rows(dims, dtype),
-            overwrite=bool(overwrite) or bool(diff),
+            overwrite=True,  # reaching here means: no reusable store at path
         )
     if st.complete:
         return st

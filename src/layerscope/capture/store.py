@@ -125,6 +125,39 @@ class ActivationStore:
             raise StoreError(f"cannot open store {p}: {e}") from e
         return cls(p, group)
 
+    @classmethod
+    def reusable(
+        cls,
+        path: Path,
+        manifest: dict[str, Any],
+        keys: tuple[str, ...],
+        *,
+        dtype: str,
+        resume: bool,
+        overwrite: bool | str,
+    ) -> ActivationStore | None:
+        """The existing store at ``path`` if it was made from the same inputs, else None (create a new one).
+
+        ``overwrite=True`` always recreates; ``"mismatched"`` recreates only a store made from other inputs
+        (caches layerscope manages); otherwise an existing store with other inputs raises ``StoreError``.
+        """
+        if not path.exists() or overwrite is True:
+            return None
+        if not resume:
+            raise StoreError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or resume=True")
+        st = cls.open(path)
+        old = st.manifest
+        diff = [k for k in keys if old.get(k) != manifest.get(k)] + (
+            ["dtype"] if old.get("dtype") != dtype else []
+        )
+        if not diff:
+            return st
+        if overwrite != "mismatched":
+            raise StoreError(
+                f"{path} was made with a different {', '.join(diff)}; use another path or overwrite=True"
+            )
+        return None
+
     # -- properties --------------------------------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:
