@@ -285,6 +285,34 @@ def demo(
     _console().print(f"report written: {path.resolve()}")
 
 
+# Capabilities that live in their own package register their sub-commands here: each module has a
+# ``register(app)`` function adding typer commands. A module that is not there yet is skipped.
+_COMMAND_MODULES = (
+    "layerscope.neurons.cli",
+    "layerscope.attribution.cli",
+    "layerscope.optimize.cli",
+    "layerscope.inversion.cli",
+    "layerscope.deepview.cli",
+    "layerscope.concepts.cli",
+)
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and name.startswith(e.name):
+                continue
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console entry point: LayerscopeError -> one line on stderr, exit 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
