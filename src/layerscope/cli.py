@@ -275,12 +275,22 @@ def demo(
     lm_sentences: Annotated[int, typer.Option(help="MultiEmo sentences for SmolLM2")] = 400,
     images: Annotated[int, typer.Option(help="CIFAR-10 images for EfficientNet-Lite0")] = 500,
     probe_sentences: Annotated[int, typer.Option(help="sentences per built-in probing task (0: skip)")] = 300,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="capability sections to run (repeat; default all; 'none' for none)"),
+    ] = None,
 ) -> None:
     """Run the main job on the embedded defaults and write the HTML report."""
     from .demo import run_demo
 
+    caps = None if not only else tuple(c for c in only if c != "none")
     path = run_demo(
-        out, sentences=sentences, lm_sentences=lm_sentences, images=images, probe_sentences=probe_sentences
+        out,
+        sentences=sentences,
+        lm_sentences=lm_sentences,
+        images=images,
+        probe_sentences=probe_sentences,
+        capabilities=caps,
     )
     _console().print(f"report written: {path.resolve()}")
 

@@ -37,6 +37,35 @@ def _sites_table(subject: Any) -> Any:
     )
 
 
+#: Capability packages with a ``_demo.demo_section(report, *, cache_dir, log)``, in report order.
+CAPABILITIES = ("neurons", "attribution", "optimize", "inversion", "deepview", "concepts")
+
+
+def _capability_sections(report: Any, names: tuple[str, ...], work: Path, log: Any) -> dict[str, str]:
+    """Let each capability package add its demo section(s); a package not installed yet is skipped."""
+    import importlib
+
+    from .errors import ConfigError
+
+    unknown = [n for n in names if n not in CAPABILITIES]
+    if unknown:
+        raise ConfigError(f"unknown demo capability {unknown[0]!r}; choose from {', '.join(CAPABILITIES)}")
+    timings: dict[str, str] = {}
+    for name in names:
+        module_name = f"layerscope.{name}._demo"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and module_name.startswith(e.name):
+                continue
+            raise
+        t0 = time.perf_counter()
+        module.demo_section(report, cache_dir=work / name, log=log)
+        timings[name] = f"{time.perf_counter() - t0:.1f}s"
+        log(f"{name}: {timings[name]}")
+    return timings
+
+
 def _labels_per_item(store: Any, labels: list[Any]) -> np.ndarray:
     return np.asarray(labels, dtype=object)[store.meta("example_id")].astype(str)
 
@@ -48,9 +77,14 @@ def run_demo(
     lm_sentences: int = 400,
     images: int = 500,
     probe_sentences: int = 300,
+    capabilities: tuple[str, ...] | None = None,
     log: Any = print,
 ) -> Path:
-    """Fetch the defaults, extract, summarise per layer, and write the report to ``out``."""
+    """Fetch the defaults, extract, summarise per layer, and write the report to ``out``.
+
+    ``capabilities`` names the capability sections to add after the overview (default: all of
+    :data:`CAPABILITIES`; ``()`` for none).
+    """
     import torch
 
     from .capture.extract import extract
@@ -166,6 +200,10 @@ def run_demo(
     report.add_section("EfficientNet-Lite0 sites", tables=[_sites_table(effnet)])
     timings["effnet-lite0"] = f"{time.perf_counter() - t0:.1f}s"
     log(f"effnet-lite0: {st.n_items} images ({timings['effnet-lite0']})")
+
+    timings.update(
+        _capability_sections(report, CAPABILITIES if capabilities is None else capabilities, work, log)
+    )
 
     report.add_metadata(
         {

@@ -16,6 +16,7 @@ def test_demo_report_renders(tmp_path: Path, open_report) -> None:
         lm_sentences=24,
         images=40,
         probe_sentences=0,
+        capabilities=(),
         log=lambda *_: None,
     )
     html = path.read_text(encoding="utf-8")

@@ -308,6 +308,26 @@ def test_fit_layers_picks_lambda_on_validation_and_matches_sklearn() -> None:
     torch.testing.assert_close(torch.softmax(raw, -1), fit.predict_proba(X), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("family", ["logistic", "ridge", "lda", "mlp"])
+def test_fixed_layer_lambdas_equal_a_one_value_fit_per_layer(family: str) -> None:
+    X, y = _blobs(L=3, n=300, K=3)
+    train, val, _ = _splits(300)
+    lam = [0.05, 0.4, 0.05] if family == "lda" else [0.1, 10.0, 0.1]
+    opts = {"family": family, "train": train, "val": val, "tol": 1e-7, "max_iter": 300}
+    if family == "mlp":
+        opts["mlp_options"] = {"hidden_size": 8, "max_epochs": 3}
+    fit = fit_layers(X, y, layer_lambdas=lam, lambdas=[123.0], **opts)
+    np.testing.assert_allclose(fit.best_lambda.numpy(), lam)
+    if family == "mlp":
+        return  # one batched MLP run: its layers are not separate runs with their own seeds
+    probs = fit.predict_proba(X).numpy()
+    for layer in range(3):
+        one = fit_layers(X[layer], y, lambdas=[lam[layer]], **opts)
+        np.testing.assert_allclose(one.predict_proba(X[layer]).numpy()[0], probs[layer], atol=1e-5)
+    with pytest.raises(ConfigError, match="one value per layer"):
+        fit_layers(X, y, layer_lambdas=lam[:2], **opts)
+
+
 def test_fit_layers_mlp_family() -> None:
     X, y = _blobs(L=2, n=200)
     train, val, _ = _splits(200)

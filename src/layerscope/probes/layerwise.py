@@ -149,6 +149,7 @@ def fit_layers(
     max_iter: int = 100,
     tol: float = 1e-4,
     mlp_options: Mapping[str, Any] | None = None,
+    layer_lambdas: Any = None,
 ) -> LayerwiseFit:
     """Fit a probe of ``family`` on every layer, choosing its regularisation per layer on ``val``.
 
@@ -169,6 +170,9 @@ def fit_layers(
         tol: L-BFGS gradient tolerance, scikit-learn's default and meaning (see
             :func:`~layerscope.probes.solvers.fit_logistic`).
         mlp_options: MLP hyperparameters overriding :data:`MLP_DEFAULTS`.
+        layer_lambdas: ``[L]`` regularisation fixed per layer instead of searched (``lambdas`` is then
+            ignored). Control tasks use the task probe's choice: same family *and* hyperparameters, as
+            Hewitt & Liang define selectivity — and no grid search to pay for.
 
     Returns:
         A :class:`LayerwiseFit`.
@@ -188,7 +192,15 @@ def fit_layers(
         raise ProbeDataError("train and val overlap; λ must be chosen on rows the probe was not fitted on")
     K = _n_classes(yt, n_classes)
     _check_class_counts(yt, tr, K)
-    grid = _grid(family, lambdas)  # [G], ascending
+    fixed: Tensor | None = None
+    if layer_lambdas is not None:
+        per_layer = torch.as_tensor(np.asarray(layer_lambdas, dtype=np.float64)).reshape(-1)
+        if per_layer.numel() != L:
+            raise ConfigError(f"layer_lambdas needs one value per layer ({L}), got {per_layer.numel()}")
+        grid = _grid(family, per_layer)
+        fixed = torch.searchsorted(grid, per_layer)  # [L] index of each layer's value in the grid
+    else:
+        grid = _grid(family, lambdas)  # [G], ascending
     sw = _sample_weight(class_weight, yt[tr], K, family)
 
     work = torch.float64 if X3.dtype == torch.float64 else torch.float32
@@ -219,7 +231,7 @@ def fit_layers(
     if family == "mlp":
         _check_finite(Xva.sum((1, 2)), "val")
         common.update(mean=mean.float(), scale=scale.float())
-        return _fit_mlp(Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common)
+        return _fit_mlp(Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common, fixed)
     stats = centred.scaled(1.0 / scale)
     with threads_for(Xtr.numel() * Xtr.shape[2]):
         stats.centred_eigh()
@@ -230,7 +242,7 @@ def fit_layers(
         W, b = lda_path(stats, grid)
     else:
         W, b = warm_start_scale(Xtr, ytr, *ridge_path(stats, grid, coding="onehot"))
-        if len(grid) > 1:  # the grid stage; a single λ goes straight to the final fit
+        if len(grid) > 1 and fixed is None:  # the grid stage; a fixed λ goes straight to the final fit
             lam = grid[None].expand(L, -1)  # [L, G]
             W, b, n_iter = _fit_logistic(
                 Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W, b), max_iter=SELECT_ITER, tol=tol,
@@ -239,7 +251,7 @@ def fit_layers(
     scores = predict_logits(Xva, W.to(work), b.to(work))  # [L, G, n_va, K]
     _check_finite(scores, "val")  # NaN/inf in the val rows of X propagate into their scores
     acc_grid = _accuracy(scores, yva)  # [L, G]
-    best = _best_index(acc_grid)  # [L]
+    best = _best_index(acc_grid) if fixed is None else fixed  # [L]
     rows = torch.arange(L)
     Wb, bb = W[rows, best], b[rows, best]  # [L, d, K], [L, K]
     if family == "logistic":
@@ -274,6 +286,7 @@ def _fit_mlp(
     seed: int,
     options: Mapping[str, Any] | None,
     common: dict[str, Any],
+    fixed: Tensor | None = None,
 ) -> LayerwiseFit:
     """MLP family: one small training run per (layer, weight decay); lean loop, early stopping on ``val``."""
     opts = {**MLP_DEFAULTS, **dict(options or {})}
@@ -287,7 +300,7 @@ def _fit_mlp(
     if opts["n_layers"] == 1 and opts["rank"] is None:
         # the usual one-hidden-layer probe: every (layer, weight decay) trained together as one batched model
         modules, acc_grid, epochs = _train_mlp_batched(Xtr, ytr, Xva, yva, grid, K, opts, seed)
-        best = _best_index(acc_grid)
+        best = _best_index(acc_grid) if fixed is None else fixed
         chosen = [modules[layer * G + int(best[layer])] for layer in range(L)]
         with torch.no_grad():
             tr_acc = torch.stack(
@@ -312,7 +325,7 @@ def _fit_mlp(
                 acc_grid[layer, g] = (run.module(Xva[layer]).argmax(-1) == yva).double().mean()
             per_layer.append(run.module)
         fitted.append(per_layer)
-    best = _best_index(acc_grid)
+    best = _best_index(acc_grid) if fixed is None else fixed
     modules = [fitted[layer][int(best[layer])] for layer in range(L)]
     with torch.no_grad():
         tr_acc = torch.stack([(m(Xtr[i]).argmax(-1) == ytr).double().mean() for i, m in enumerate(modules)])

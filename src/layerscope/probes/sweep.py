@@ -116,12 +116,15 @@ def _bootstrap(correct: np.ndarray, example: np.ndarray, idx: np.ndarray) -> np.
 
 
 def _fit_and_score(
-    rows: _Rows, y: np.ndarray, family: str, n_classes: int, seed: int
+    rows: _Rows, y: np.ndarray, family: str, n_classes: int, seed: int, layer_lambdas: Any = None
 ) -> tuple[np.ndarray, Any]:
     from .layerwise import fit_layers
 
     train, val, test = rows.split == 0, rows.split == 1, rows.split == 2
-    fit = fit_layers(rows.X, y, family=family, train=train, val=val, n_classes=n_classes, seed=seed)
+    fit = fit_layers(
+        rows.X, y, family=family, train=train, val=val, n_classes=n_classes, seed=seed,
+        layer_lambdas=layer_lambdas,
+    )  # fmt: skip
     out = fit.predict_proba(rows.X[:, torch.from_numpy(test)])
     proba = out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     return proba.argmax(-1) == y[test][None, :], fit
@@ -150,7 +153,8 @@ def probe(
         tasks: built-in task names (``list_builtin_tasks()``), ``ProbingTask`` objects or task files.
         sites: sites to probe (default: ``blocks.0.resid_pre`` = embeddings, then every ``resid_post``).
         probes: families among ``linear`` (multinomial logistic), ``ridge``, ``lda``, ``mlp``.
-        control: also fit the control task and report selectivity (same family and hyperparameters search).
+        control: also fit the control task and report selectivity (same family and the task probe's
+            hyperparameters per layer, as Hewitt & Liang define it).
         mdl: report the MDL online codelength and compression (logistic probes), for the task and control.
         random_baseline: repeat the first family on a randomly initialised copy of the model.
         seeds: repeats (control-task draw, MLP init); numbers are averaged, CIs pooled.
@@ -215,7 +219,10 @@ def probe(
                     if control:
                         ctask = task.control(seed=int(seed))
                         yc = _control_targets(ctask, rows)
-                        ccorrect, _ = _fit_and_score(rows, yc, FAMILIES[fam], len(ctask.classes), int(seed))
+                        # same family and hyperparameters as the task probe (Hewitt & Liang)
+                        ccorrect, _ = _fit_and_score(
+                            rows, yc, FAMILIES[fam], len(ctask.classes), int(seed), fit.best_lambda
+                        )
                         ctrl.append(ccorrect.mean(1))
                         ctrl_b.append(_bootstrap(ccorrect, rows.example[test], idx))
                 base = {
