@@ -73,7 +73,12 @@ class Result:
             value = getattr(self, f.name)
             layout[f.name] = _encode(f.name, value, arrays)
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / "arrays.safetensors"))
-        meta = {"type": type(self).__name__, "format_version": FORMAT_VERSION, "fields": layout}
+        meta = {
+            "type": type(self).__name__,
+            "module": type(self).__module__,
+            "format_version": FORMAT_VERSION,
+            "fields": layout,
+        }
         atomic_write_json(tmp / "result.json", meta)
         if out.exists():
             shutil.rmtree(out)
@@ -93,6 +98,18 @@ class Result:
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         type_name = meta.get("type")
+        module = meta.get("module")
+        ours = isinstance(module, str) and (module == "layerscope" or module.startswith("layerscope."))
+        if cls is Result and type_name not in _REGISTRY and ours:
+            # a class registers itself when its module is imported; only our own modules are imported
+            import importlib
+
+            try:
+                importlib.import_module(str(module))
+            except ImportError as e:
+                raise StoreError(
+                    f"{p} holds a {type_name!r} from {module}, which failed to import: {e}"
+                ) from e
         target = _REGISTRY.get(type_name) if cls is Result else cls
         if target is None or (cls is not Result and type_name != cls.__name__):
             raise StoreError(f"{p} holds a {type_name!r}, not a {cls.__name__}; load it with Result.load")

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
-from layerscope.errors import ConfigError, LayerscopeError
+from layerscope.errors import ConfigError, LayerscopeError, StoreError
 from layerscope.report import (
     Report,
     build_report,
@@ -337,3 +337,28 @@ def test_line_per_layer_helper() -> None:
     assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.5, 0.9]
     with pytest.raises(ConfigError, match="not in the frame"):
         line_per_layer(frame, y="nope")
+
+
+def test_result_load_imports_the_module_of_a_result_type_not_yet_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import pandas as pd
+
+    from layerscope import result as result_module
+    from layerscope.probes.result import ProbeSweepResult
+
+    frame = pd.DataFrame({"task": ["t"], "layer": [0], "metric": ["accuracy"], "value": [0.5]})
+    path = ProbeSweepResult(frame=frame, tasks=pd.DataFrame({"task": ["t"]})).save(tmp_path / "r")
+    # a fresh process: neither the class nor its module is known yet
+    monkeypatch.delitem(result_module._REGISTRY, "ProbeSweepResult")
+    monkeypatch.delitem(sys.modules, "layerscope.probes.result")
+    back = Result.load(path)
+    assert type(back).__name__ == "ProbeSweepResult" and back.frame.equals(frame)
+    # a module outside layerscope named in a (tampered) file is never imported
+    meta = json.loads((path / "result.json").read_text())
+    meta.update(type="Evil", module="os")
+    (path / "result.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="'Evil'"):
+        Result.load(path)
