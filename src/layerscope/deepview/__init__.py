@@ -33,3 +33,8 @@ __all__ = [
     "prob_fn_from_module",
     "q_knn",
 ]
+
+
+from .._callable import make_module_callable
+
+make_module_callable(__name__, deepview)  # ``layerscope.deepview(...)`` works once the subpackage is imported
