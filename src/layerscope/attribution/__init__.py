@@ -1,0 +1,50 @@
+"""Attribution: what in this input drove this output? Gradient and perturbation methods, baselines,
+baseline sensitivity, and attention rollout/flow — method and site are independent parameters."""
+
+from ._inputs import AttributionWarning, Continuation
+from .attention import AttentionResult, attention, attention_flow, attention_patterns, attention_rollout
+from .attention_view import attention_view_html
+from .baselines import DatasetMean, Distribution, TokenBaseline, dataset_mean
+from .gradient import (
+    Attributor,
+    ExpectedGradients,
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    Saliency,
+    SmoothGrad,
+    quadrature,
+)
+from .perturbation import FeatureAblation, KernelShap, Lime
+from .result import AttributionResult, BaselineSensitivityResult
+from .sensitivity import baseline_sensitivity, compare_results
+
+__all__ = [
+    "AttentionResult",
+    "AttributionResult",
+    "AttributionWarning",
+    "Attributor",
+    "BaselineSensitivityResult",
+    "Continuation",
+    "DatasetMean",
+    "Distribution",
+    "ExpectedGradients",
+    "FeatureAblation",
+    "GradientShap",
+    "InputXGradient",
+    "IntegratedGradients",
+    "KernelShap",
+    "Lime",
+    "Saliency",
+    "SmoothGrad",
+    "TokenBaseline",
+    "attention",
+    "attention_flow",
+    "attention_patterns",
+    "attention_rollout",
+    "attention_view_html",
+    "baseline_sensitivity",
+    "compare_results",
+    "dataset_mean",
+    "quadrature",
+]

@@ -1,0 +1,309 @@
+"""The batched gradient engine: rows = (example, target) pairs x steps, chunked by a token budget.
+
+Every gradient method builds rows (a site value per row, e.g. a point on the IG path) and asks the engine
+for the weighted sum of the objective's gradients per pair. Rows are sorted by example length and each
+chunk is cut to its own longest example, so short sentences do not pay for the longest one's padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+
+from ..capture import capture, intervene
+from ..errors import ConfigError
+from ..models.subject import Subject
+from ._inputs import Pairs, Prepared, objective_values
+
+#: make_rows(pair_idx, step_idx, lo, hi) -> (site values [rows, ...], multiplier or None)
+RowMaker = Callable[[torch.Tensor, torch.Tensor, int, int], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+@contextlib.contextmanager
+def frozen_params(model: torch.nn.Module) -> Iterator[None]:
+    """Switch off ``requires_grad`` on parameters (no weight-gradient work or memory); restored in finally."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+
+
+class Engine:
+    """Runs rows through ``subject`` with the site replaced, returning objectives and gradients."""
+
+    def __init__(
+        self,
+        subject: Subject,
+        site: str,
+        prep: Prepared,
+        pairs: Pairs,
+        *,
+        batch_tokens: int = 8192,
+        batch_size: int | None = None,
+    ) -> None:
+        if batch_tokens < 1 or (batch_size is not None and batch_size < 1):
+            raise ConfigError("batch_tokens and batch_size must be positive")
+        self.subject = subject
+        self.site = site
+        self.prep = prep
+        self.pairs = pairs
+        self.batch_tokens = batch_tokens
+        self.batch_size = batch_size
+        self.evaluations = 0  # model rows evaluated (forward passes of one example)
+        self._abs = False
+        self._per_step = False
+        self._x: torch.Tensor | None = None
+
+    # -- site values -------------------------------------------------------------------------------
+    def site_value(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The (detached) site activation of a batch; ``input`` is the model input itself."""
+        if self.site == "input":
+            return inputs["x"].detach().clone()
+        with torch.no_grad(), capture(self.subject, [self.site], stop=True) as tr:
+            self.subject.forward(inputs)
+        return tr[self.site].detach().clone()
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Site value of the real inputs: ``[batch, ...]``."""
+        if self._x is None:
+            self._x = self.site_value(self.prep.inputs)
+        return self._x
+
+    @property
+    def positional(self) -> bool:
+        """True when the site has a position axis (dim 1) that chunks may trim."""
+        x = self.x
+        width = self.prep.inputs["input_ids"].shape[1] if self.prep.is_text else -1
+        return self.prep.is_text and x.ndim >= 3 and x.shape[1] == width and self.pairs.kind != "callable"
+
+    # -- forward with the site replaced ------------------------------------------------------------
+    def forward(self, sample: torch.Tensor, lo: int, hi: int, value: torch.Tensor) -> object:
+        """Model output for rows of examples ``sample`` (columns lo:hi) with the site set to ``value``."""
+        self.evaluations += int(value.shape[0])
+        if self.site == "input":
+            return self.subject.forward({"x": value})
+        inputs = {k: v[sample.to(v.device)][:, lo:hi] for k, v in self.prep.inputs.items()}
+
+        def put(t: torch.Tensor, *, site: object) -> torch.Tensor:
+            return value
+
+        with intervene(self.subject, {self.site: put}):
+            out = self.subject.forward(inputs)
+        return out
+
+    # -- chunking ----------------------------------------------------------------------------------
+    def _span(self, sample: torch.Tensor) -> tuple[int, int]:
+        if not self.positional:
+            width = self.prep.inputs["input_ids"].shape[1] if self.prep.is_text else 0
+            return 0, int(width)
+        assert self.prep.first is not None and self.prep.last is not None
+        s = sample.cpu()
+        return int(self.prep.first[s].min()), int(self.prep.last[s].max()) + 1
+
+    def _length(self, pair: int) -> int:
+        if not self.positional:
+            return 1
+        assert self.prep.first is not None and self.prep.last is not None
+        b = int(self.pairs.sample[pair])
+        return int(self.prep.last[b] - self.prep.first[b]) + 1
+
+    def chunks(self, pair_ids: torch.Tensor, n_per_pair: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(pair_idx, step_idx) row chunks: pairs sorted by length, each chunk within the token budget."""
+        order = sorted(pair_ids.tolist(), key=self._length)
+        per_row = 1
+        if not self.positional and self.x.ndim > 1:
+            per_row = max(1, int(self.x[0].numel()) // max(1, int(self.x.shape[-1])))
+        rows_p: list[int] = []
+        rows_k: list[int] = []
+        width = 0
+        for p in order:
+            length = self._length(p) if self.positional else per_row
+            for k in range(n_per_pair):
+                w = max(width, length)
+                full = (
+                    len(rows_p) >= self.batch_size
+                    if self.batch_size is not None
+                    else (len(rows_p) + 1) * w > self.batch_tokens
+                )
+                if rows_p and full:
+                    yield torch.tensor(rows_p), torch.tensor(rows_k)
+                    rows_p, rows_k, w = [], [], length
+                rows_p.append(p)
+                rows_k.append(k)
+                width = w
+        if rows_p:
+            yield torch.tensor(rows_p), torch.tensor(rows_k)
+
+    # -- the two operations ------------------------------------------------------------------------
+    def grad_sum(
+        self,
+        pair_ids: torch.Tensor,
+        n_per_pair: int,
+        make_rows: RowMaker,
+        weights: torch.Tensor,
+        *,
+        abs_rows: bool = False,
+        per_step: bool = False,
+    ) -> torch.Tensor:
+        """Σ_k weights[k] · mult · ∂objective/∂site over the rows of each pair: ``[n_pairs, *site shape]``.
+
+        ``abs_rows`` takes |gradient| of each row before weighting (SmoothGrad of saliency); ``per_step``
+        keeps the steps apart: ``[n_pairs, n_per_pair, *site shape]`` (for nested quadrature rules).
+        """
+        x = self.x
+        shape = (len(self.pairs.sample), n_per_pair) if per_step else (len(self.pairs.sample),)
+        total = torch.zeros((*shape, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        self._abs = abs_rows
+        self._per_step = per_step
+        if per_step:  # the objective of every row, kept for rules that read F at their nodes
+            self.row_values = torch.full(
+                (len(self.pairs.sample), n_per_pair), float("nan"), dtype=torch.float64
+            )
+        with frozen_params(self.subject.model):
+            for p_idx, k_idx in self.chunks(pair_ids, n_per_pair):
+                self._grad_chunk(p_idx, k_idx, make_rows, weights, total)
+        return total
+
+    def _grad_chunk(
+        self,
+        p_idx: torch.Tensor,
+        k_idx: torch.Tensor,
+        make_rows: RowMaker,
+        weights: torch.Tensor,
+        total: torch.Tensor,
+    ) -> None:
+        sample = self.pairs.sample[p_idx]
+        lo, hi = self._span(sample)
+        try:
+            value, mult = make_rows(p_idx, k_idx, lo, hi)
+            value = value.detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = self.forward(sample, lo, hi, value)
+                obj = objective_values(out, self.pairs, p_idx, lo)
+                (g,) = torch.autograd.grad(obj.sum(), value)
+            if self._per_step:
+                self.row_values[p_idx, k_idx] = obj.detach().double().cpu()
+        except RuntimeError as e:
+            if not _is_oom(e) or len(p_idx) == 1:
+                raise
+            half = len(p_idx) // 2  # back off: split the chunk and retry
+            self._grad_chunk(p_idx[:half], k_idx[:half], make_rows, weights, total)
+            self._grad_chunk(p_idx[half:], k_idx[half:], make_rows, weights, total)
+            return
+        if self._abs:
+            g = g.abs()
+        w = weights.to(g.device, g.dtype)[k_idx].view(-1, *([1] * (g.ndim - 1)))
+        contrib = g * w
+        if mult is not None:
+            contrib = contrib * mult
+        dev_idx = p_idx.to(g.device)
+        if self._per_step:
+            view = total[:, :, lo:hi] if self.positional else total
+            view.index_put_((dev_idx, k_idx.to(g.device)), contrib, accumulate=True)
+        elif self.positional:
+            total[:, lo:hi].index_add_(0, dev_idx, contrib)
+        else:
+            total.index_add_(0, dev_idx, contrib)
+
+    def grad_sum_shared(self, n_per_pair: int, make_rows: RowMaker, weights: torch.Tensor) -> torch.Tensor:
+        """``grad_sum`` for targets that share their rows (several targets of one example, e.g. continuation
+        tokens): one forward pass per row and one vmapped backward for all of the example's targets.
+
+        Rows must depend on the example and step only (true for IG with a per-example baseline). Falls back
+        to one row per (target, step) when the model's backward cannot be vmapped.
+        """
+        x = self.x
+        groups: dict[int, list[int]] = {}
+        for p, b in enumerate(self.pairs.sample.tolist()):
+            groups.setdefault(int(b), []).append(p)
+        T = max(len(v) for v in groups.values())
+        slots = torch.full((int(self.pairs.sample.max()) + 1, T), -1, dtype=torch.long)
+        for b, ps in groups.items():
+            slots[b, : len(ps)] = torch.tensor(ps)
+        reps = torch.tensor([ps[0] for ps in groups.values()])
+        total = torch.zeros((len(self.pairs.sample), *x.shape[1:]), dtype=x.dtype, device=x.device)
+        saved = self.batch_tokens, self.batch_size
+        self.batch_tokens = max(1, self.batch_tokens // T)
+        if self.batch_size is not None:
+            self.batch_size = max(1, self.batch_size // T)
+        try:
+            with frozen_params(self.subject.model):
+                for p_idx, k_idx in self.chunks(reps, n_per_pair):
+                    self._shared_chunk(p_idx, k_idx, slots, make_rows, weights, total)
+        finally:
+            self.batch_tokens, self.batch_size = saved
+        return total
+
+    def _shared_chunk(
+        self,
+        p_idx: torch.Tensor,
+        k_idx: torch.Tensor,
+        slots: torch.Tensor,
+        make_rows: RowMaker,
+        weights: torch.Tensor,
+        total: torch.Tensor,
+    ) -> None:
+        sample = self.pairs.sample[p_idx]
+        lo, hi = self._span(sample)
+        table = slots[sample]  # rows, T: pair of each target slot (-1: none)
+        valid = table >= 0
+        table = torch.where(valid, table, p_idx.unsqueeze(1))
+        T = table.shape[1]
+        value, mult = make_rows(p_idx, k_idx, lo, hi)
+        value = value.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = self.forward(sample, lo, hi, value)
+            obj = torch.stack([objective_values(out, self.pairs, table[:, t], lo) for t in range(T)], 1)
+            obj = obj * valid.to(obj.device, obj.dtype)
+            eye = torch.eye(T, dtype=obj.dtype, device=obj.device)
+            grad_out = eye.unsqueeze(1).expand(T, len(p_idx), T)
+            (g,) = torch.autograd.grad(obj, value, grad_outputs=grad_out, is_grads_batched=True)
+        w = weights.to(g.device, g.dtype)[k_idx].view(1, -1, *([1] * (g.ndim - 2)))
+        contrib = g * w  # T, rows, ...
+        if mult is not None:
+            contrib = contrib * mult.unsqueeze(0)
+        flat_idx = table.T.reshape(-1).to(g.device)
+        keep = valid.T.reshape(-1).to(g.device)
+        contrib = contrib.reshape(-1, *contrib.shape[2:])[keep]
+        if self.positional:
+            total[:, lo:hi].index_add_(0, flat_idx[keep], contrib)
+        else:
+            total.index_add_(0, flat_idx[keep], contrib)
+
+    def values(self, pair_ids: torch.Tensor, n_per_pair: int, make_rows: RowMaker) -> torch.Tensor:
+        """Objective of every row, no gradients: ``[n_pairs_given, n_per_pair]`` in ``pair_ids`` order."""
+        out = torch.zeros((len(self.pairs.sample), n_per_pair), dtype=torch.float64)
+        with torch.no_grad():
+            for p_idx, k_idx in self.chunks(pair_ids, n_per_pair):
+                sample = self.pairs.sample[p_idx]
+                lo, hi = self._span(sample)
+                value, _ = make_rows(p_idx, k_idx, lo, hi)
+                res = self.forward(sample, lo, hi, value)
+                obj = objective_values(res, self.pairs, p_idx, lo)
+                out[p_idx, k_idx] = obj.detach().double().cpu()
+        return out[pair_ids]
+
+    def rows_between(
+        self, base: torch.Tensor, alphas: torch.Tensor
+    ) -> Callable[[torch.Tensor, torch.Tensor, int, int], tuple[torch.Tensor, None]]:
+        """Row maker for the straight path ``base + α (x − base)`` (``base`` per example, α per step)."""
+        x = self.x
+
+        def make(p_idx: torch.Tensor, k_idx: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, None]:
+            s = self.pairs.sample[p_idx].to(x.device)
+            xs, bs = (x[s], base[s]) if not self.positional else (x[s, lo:hi], base[s, lo:hi])
+            a = alphas.to(x.device, x.dtype)[k_idx].view(-1, *([1] * (xs.ndim - 1)))
+            return bs + a * (xs - bs), None
+
+        return make
