@@ -102,3 +102,28 @@ def test_sweep_bad_inputs(subject, tmp_path):
 
     with pytest.raises(UnknownSiteError):
         probe(subject, [task], sites=["blocks.7.resid_post"], store_dir=tmp_path, progress=False)
+
+
+def test_expected_layer_is_the_center_of_gravity_of_running_best_gains():
+    import pandas as pd
+
+    def frame(values):
+        return pd.DataFrame(
+            {
+                "model": "m", "variant": "trained", "task": "t", "level": "sentence", "family": "linear",
+                "layer": range(len(values)), "site": [f"s{i}" for i in range(len(values))],
+                "metric": "accuracy", "value": values,
+            }
+        )  # fmt: skip
+
+    def ev(values):
+        res = ProbeSweepResult(frame=frame(values), tasks=pd.DataFrame({"task": ["t"]}))
+        return float(res.expected_layer()["expected_layer"].iloc[0])
+
+    # monotone scores: Tenney's formula on the raw differences
+    assert ev([0.5, 0.6, 0.9]) == pytest.approx((1 * 0.1 + 2 * 0.3) / 0.4)
+    # a rise then a fall: later drops do not pull the center outside the layer range
+    assert ev([0.5, 0.6, 0.7, 0.55]) == pytest.approx((1 * 0.1 + 2 * 0.1) / 0.2)
+    # best at the first layer: 0 (raw differences would give a negative or exploding ratio)
+    assert ev([0.8, 0.6, 0.5]) == 0.0
+    assert 0.0 <= ev([0.5, 0.62, 0.65, 0.675, 0.63, 0.61, 0.56]) <= 6.0

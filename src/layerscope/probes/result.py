@@ -53,18 +53,26 @@ class ProbeSweepResult(Result):
         return f.pivot_table(index=["model", "task", "family"], columns="layer", values="value").round(4)
 
     def expected_layer(self, *, metric: str = "accuracy") -> pd.DataFrame:
-        """Tenney et al.'s center of gravity per (model, task, family): Σ ℓ·Δ_ℓ / Σ Δ_ℓ of layer-to-layer gains."""
+        """Tenney et al.'s center of gravity per (model, task, family): Σ ℓ·Δ_ℓ / Σ Δ_ℓ.
+
+        Tenney's probes are cumulative (a scalar mix of layers 0…ℓ), so their layer-to-layer gains Δ_ℓ are
+        non-negative. Our probes read one layer each; a cumulative probe can always do at least as well as the
+        best single layer so far, so Δ_ℓ here are the gains of the running maximum of the per-layer scores
+        (raw differences can sum to ~0 and send the ratio anywhere). 0 when no later layer beats layer 0.
+        """
         rows = []
         f = self.frame[(self.frame.metric == metric) & (self.frame.variant == "trained")]
         for (model, task, family), g in f.groupby(["model", "task", "family"], sort=False):
             v = g.sort_values("layer")["value"].to_numpy()
             layers = g.sort_values("layer")["layer"].to_numpy()
-            gains = np.diff(v)
-            ev = (
-                float((layers[1:] * gains).sum() / gains.sum())
-                if len(gains) and abs(gains.sum()) > 1e-9
-                else float("nan")
-            )
+            gains = np.diff(np.maximum.accumulate(v)) if len(v) else np.zeros(0)
+            total = gains.sum()
+            if len(v) == 0 or not np.isfinite(v).all():
+                ev = float("nan")
+            elif total > 1e-12:
+                ev = float((layers[1:] * gains).sum() / total)
+            else:
+                ev = float(layers[0])
             rows.append(
                 {
                     "model": model,
@@ -246,7 +254,7 @@ class ProbeSweepResult(Result):
         for (model, family), g in el.groupby(["model", "family"], sort=False):
             fig.add_trace(go.Bar(x=g.task, y=g.expected_layer, name=f"{model} · {family}"))
         fig.update_layout(
-            title={"text": "Expected layer (Tenney et al. center of gravity of accuracy gains)"},
+            title={"text": "Expected layer (Tenney et al. center of gravity of running-best accuracy gains)"},
             barmode="group",
             yaxis_title="layer",
         )
