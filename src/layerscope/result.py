@@ -111,7 +111,12 @@ class Result:
                     f"{p} holds a {type_name!r} from {module}, which failed to import: {e}"
                 ) from e
         target = _REGISTRY.get(type_name) if cls is Result else cls
-        if target is None or (cls is not Result and type_name != cls.__name__):
+        if target is None:
+            raise StoreError(
+                f"{p} holds a {type_name!r}, a result type not known here; import the module that defines it "
+                "first (results saved by this version record it and are found automatically)"
+            )
+        if cls is not Result and type_name != cls.__name__:
             raise StoreError(f"{p} holds a {type_name!r}, not a {cls.__name__}; load it with Result.load")
         arrays = load_file(str(p / "arrays.safetensors"))
         kwargs = {name: _decode(name, spec, arrays) for name, spec in meta["fields"].items()}

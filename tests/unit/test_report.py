@@ -360,5 +360,5 @@ def test_result_load_imports_the_module_of_a_result_type_not_yet_imported(
     meta = json.loads((path / "result.json").read_text())
     meta.update(type="Evil", module="os")
     (path / "result.json").write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match="'Evil'"):
+    with pytest.raises(StoreError, match="'Evil', a result type not known"):
         Result.load(path)
