@@ -134,3 +134,21 @@ def test_toc_link_scrolls_to_its_section(tmp_path: Path, open_report: Opener) ->
     assert page.locator("nav.toc").bounding_box() is not None  # sticky: still on screen
     assert page.locator("nav.toc").bounding_box()["y"] >= 0  # type: ignore[index]
     opened.assert_clean()
+
+
+def test_image_grid_renders(tmp_path: Path, open_report: Opener) -> None:
+    """Image tiles (feature visualisations, prototypes, masks) draw: PNG sources, no canvas errors."""
+    from layerscope.optimize._figures import image_grid
+
+    rng = np.random.default_rng(0)
+    fig = image_grid(rng.uniform(size=(3, 16, 16, 3)), ["a", "b", "c"], title="tiles")
+    rep = Report("images")
+    rep.add_section("Tiles", figures=[fig])
+    path = rep.write(tmp_path / "images.html")
+    opened = open_report(path)
+    tiles = opened.page.locator("div.figure image")
+    assert tiles.count() == 3
+    for i in range(3):
+        href = tiles.nth(i).get_attribute("href") or ""
+        assert href.startswith("data:image/png;base64,")
+    opened.assert_clean()

@@ -42,13 +42,29 @@ def image_grid(
         vertical_spacing=0.06 if rows > 1 else 0.02,
     )
     for i in range(n):
-        fig.add_trace(go.Image(z=imgs[i], hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
+        # a PNG data URI, not ``z``: plotly serialises ``z`` as a typed array that plotly.js's image trace
+        # cannot read (blank tile, "createImageData" error), and PNG is several times smaller
+        fig.add_trace(
+            go.Image(source=png_data_uri(imgs[i]), hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     for ann in fig.layout.annotations:
         ann.font = {"size": 11}
     fig.update_layout(title={"text": title} if title else None, margin={"l": 10, "r": 10, "t": 60, "b": 10})
     return apply_style(fig, height=rows * tile + 80)
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """uint8 ``[H, W, 3]`` -> ``data:image/png;base64,...`` (self-contained: reports open offline)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
