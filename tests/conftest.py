@@ -33,3 +33,14 @@ def run_cli(monkeypatch, capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train faster on one torch thread (two only add OpenMP synchronisation, and spin against
+    other processes on a shared 2-core machine). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from layerscope.concepts import SENTENCE_CONCEPTS, TrainConfig, evaluate_model, fit, from_sentences
 from layerscope.data import corpus
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_minilm_sentence_concepts(minilm):

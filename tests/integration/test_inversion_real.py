@@ -12,14 +12,6 @@ from layerscope.testing import assert_no_hooks
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_smollm2_girl_boy_hard_probabilities_are_exact(smollm2, one_thread):
     res = invert(smollm2, [" girl", " boy"], restarts=4, steps=6, length=2, suffix=" is a", seed=0)
     assert_no_hooks(smollm2)

@@ -26,14 +26,7 @@ from layerscope.concepts import (
 from layerscope.errors import ConfigError, DataError
 from layerscope.result import Result
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread avoids OpenMP spin-waiting on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = dict(hidden=(32, 32), latent_dim=32, emb_size=16)

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from layerscope.concepts import ConceptModelResult
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread avoids OpenMP spin-waiting on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_concepts_cli_runs_and_saves(run_cli, tmp_path):

@@ -12,6 +12,8 @@ from layerscope.inversion import InversionError, InversionResult, Vocabulary, al
 from layerscope.result import Result
 from layerscope.testing import assert_no_hooks, tiny_bert, tiny_wordpiece_tokenizer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _planted_lm(seed: int = 0):
     """A 1-layer Llama over the tiny WordPiece vocabulary where token A ("cat") is always followed by B ("mat")."""
@@ -59,17 +61,8 @@ def _planted_lm(seed: int = 0):
     return Subject(model=model, adapter=Adapter.for_model(model), name="planted", tokenizer=tok), a, b
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny matmuls: 2 threads only add synchronisation (10x slower on a loaded 2-core machine)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def planted(_one_thread):
+def planted(one_thread):
     return _planted_lm()
 
 

@@ -18,13 +18,7 @@ from layerscope.testing import assert_no_hooks, tiny_cnn
 SITE = "module:3"  # second conv of tiny_cnn: [batch, 16, 16, 16]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

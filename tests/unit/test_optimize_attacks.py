@@ -12,14 +12,7 @@ from layerscope.errors import ConfigError, DataError
 from layerscope.optimize._models import as_subject, digits_cnn, digits_data
 from layerscope.testing import assert_no_hooks, tiny_bert, tiny_cnn
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models train and attack faster on one thread (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
