@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_commands_are_registered(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for name in ("visualize", "prototypes", "isolate", "attack"):
+    for name in ("visualize", "featureviz", "prototypes", "isolate", "attack"):
         assert name in out
 
 

@@ -235,6 +235,7 @@ def attack_cmd(
 def register(app: typer.Typer) -> None:
     """Add the optimisation commands to the ``layerscope`` app."""
     app.command("visualize")(visualize_cmd)
+    app.command("featureviz", hidden=True)(visualize_cmd)  # the name in the issue / lucid's users' habit
     app.command("prototypes")(prototypes_cmd)
     app.command("isolate")(isolate_cmd)
     app.command("attack")(attack_cmd)
