@@ -6,8 +6,10 @@ from __future__ import annotations
 def test_commands_are_registered(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for name in ("visualize", "featureviz", "prototypes", "isolate", "attack"):
+    for name in ("visualize", "prototypes", "isolate", "attack"):
         assert name in out
+    code, out, _ = run_cli("featureviz", "--help")  # hidden alias
+    assert code == 0 and "layerscope featureviz" in out
 
 
 def test_attack_rejects_non_positive_eps(run_cli):
