@@ -152,3 +152,47 @@ def test_image_grid_renders(tmp_path: Path, open_report: Opener) -> None:
         href = tiles.nth(i).get_attribute("href") or ""
         assert href.startswith("data:image/png;base64,")
     opened.assert_clean()
+
+
+def test_click_lists_the_nearest_points(tmp_path: Path, open_report: Opener) -> None:
+    """A figure with ``meta.layerscope_click = "nearest"`` (DeepView maps) lists the examples nearest a click."""
+    xs = np.linspace(0, 1, 6)
+    fig = go.Figure(
+        [
+            go.Image(
+                z=np.zeros((20, 20, 3), dtype=np.uint8).tolist(),
+                x0=0,
+                dx=0.05,
+                y0=0,
+                dy=0.05,
+                hoverinfo="none",
+            ),
+            go.Scatter(
+                x=xs,
+                y=xs,
+                mode="markers",
+                customdata=[[f"text {i}", XSS] for i in range(6)],
+                hoverinfo="none",
+            ),
+        ]
+    )
+    fig.update_layout(meta={"layerscope_click": "nearest"}, clickmode="event", width=500, height=500)
+    rep = Report("click")
+    rep.add_section("Map", figures=[fig])
+    opened = open_report(rep.write(tmp_path / "click.html"))
+    page = opened.page
+    panel = page.locator(".click-panel")
+    assert "Click the map" in panel.inner_text()
+    box = page.locator("div.figure .nsewdrag").first.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # the centre: (0.5, 0.5)
+    page.mouse.move(x - 2, y - 2)
+    page.mouse.move(x, y)  # plotly takes a click's points from the hover under the mouse
+    page.wait_for_timeout(200)
+    page.mouse.click(x, y)
+    page.wait_for_timeout(300)
+    items = panel.locator("li")
+    assert items.count() == 5
+    assert items.first.inner_text().split(" · ")[0] in ("text 2", "text 3")  # (0.4, 0.4) and (0.6, 0.6)
+    assert XSS in items.first.inner_text()  # shown as text, never run
+    opened.assert_clean()

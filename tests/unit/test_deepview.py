@@ -172,6 +172,7 @@ def test_result_shapes_frame_figure_and_round_trip(blob_result, tmp_path):
     assert list(r.to_frame()["lambda"]) == [0.0, 0.65, 1.0]
     fig = r.figure()
     assert len(fig.layout.updatemenus[0].buttons) == 3
+    assert fig.layout.meta == {"layerscope_click": "nearest"}  # the report's click-to-examples panel
     assert len(r.figures()) == 2 and "Q_kNN" in r.summary()
     back = DeepViewResult.load(r.save(tmp_path / "dv"))
     np.testing.assert_array_equal(back.coords, r.coords)

@@ -196,7 +196,7 @@ class DeepViewResult(Result):
                     dx=(x1 - x0) / (r - 1),
                     y0=y0,
                     dy=(y1 - y0) / (r - 1),
-                    hoverinfo="skip",
+                    hoverinfo="none",  # no tooltip, but clicks still reach the report's handler
                     visible=visible,
                     name=f"decision map λ={lam:g}",
                 )
@@ -289,6 +289,8 @@ class DeepViewResult(Result):
                     "args": [{"visible": vis}, {"title.text": title(li)}],
                 }
             )
+        # the report lists the nearest real examples of a clicked point of the map (see report.html)
+        fig.update_layout(meta={"layerscope_click": "nearest"}, clickmode="event")
         fig.update_layout(
             title={"text": title(first), "y": 0.98, "yref": "container", "yanchor": "top"},
             updatemenus=[
