@@ -256,3 +256,32 @@ def test_empty_positive_class():
         sparse_probe(X, np.zeros(300, dtype=int), ks=[1])
     with pytest.raises(NeuronError, match="unknown method"):
         sparse_probe(X, np.arange(300) % 2, ks=[1], method="magic")
+
+
+def test_newton_fit_is_the_sklearn_optimum_even_on_badly_scaled_neurons():
+    from sklearn.linear_model import LogisticRegression
+
+    from layerscope.neurons._fit import balanced_weights, newton_binary
+
+    rng = np.random.default_rng(0)
+    n, k = 1500, 6
+    scale = np.array([1.0, 1000.0], dtype=np.float32)[:, None, None]  # layer 1: SmolLM2-like massive values
+    X = rng.normal(size=(2, n, k)).astype(np.float32) * scale
+    y = (rng.uniform(size=n) < 0.2).astype(np.int64)
+    X[:, y == 1, 0] += 1.5 * scale[:, 0]
+    yt = torch.from_numpy(y)
+    w, b = newton_binary(torch.from_numpy(X), yt, balanced_weights(yt), C=0.5)
+    s = balanced_weights(yt).double().numpy()
+
+    def objective(layer, coef, icpt):
+        z = X[layer].astype(np.float64) @ coef + icpt
+        return float((s * np.logaddexp(0, np.where(y == 1, -z, z))).sum() + (coef @ coef) / (2 * 0.5))
+
+    ref = LogisticRegression(C=0.5, class_weight="balanced", tol=1e-10, max_iter=10000).fit(X[0], y)
+    np.testing.assert_allclose(w[0].numpy(), ref.coef_[0], rtol=1e-3, atol=1e-4)
+    assert abs(float(b[0]) - ref.intercept_[0]) < 1e-3
+    ref1 = LogisticRegression(C=0.5, class_weight="balanced", tol=1e-10, max_iter=10000).fit(X[1], y)
+    assert (
+        objective(1, w[1].double().numpy(), float(b[1]))
+        <= objective(1, ref1.coef_[0], ref1.intercept_[0]) + 1e-6
+    )
