@@ -127,3 +127,19 @@ def test_expected_layer_is_the_center_of_gravity_of_running_best_gains():
     # best at the first layer: 0 (raw differences would give a negative or exploding ratio)
     assert ev([0.8, 0.6, 0.5]) == 0.0
     assert 0.0 <= ev([0.5, 0.62, 0.65, 0.675, 0.63, 0.61, 0.56]) <= 6.0
+
+
+def test_sweep_rebuilds_a_cached_store_made_with_other_extraction_settings(subject, tmp_path):
+    """The sweep's store cache survives changed extraction defaults (a stale store is rebuilt, not an error)."""
+    import zarr
+
+    texts, labels = _sentences(120)
+    task = ProbingTask(name="has_cat", level="sentence", dataset=TextDataset.from_texts(texts), labels=labels)
+    kw = {"probes": ("ridge",), "store_dir": tmp_path, "n_bootstrap": 50, "progress": False, "mdl": False}
+    first = probe(subject, [task], **kw)
+    (store,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    group = zarr.open_group(str(store), mode="r+")
+    group.attrs["window"] = 7  # as if made by an older version with other defaults
+    again = probe(subject, [task], **kw)
+    assert again.frame["value"].tolist() == pytest.approx(first.frame["value"].tolist())
+    assert zarr.open_group(str(store), mode="r").attrs["window"] != 7

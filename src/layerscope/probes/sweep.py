@@ -92,6 +92,7 @@ def _rows(subject: Any, task: Any, sites: list[str], root: Path, tag: str, progr
         store=_store_path(root, subject, ds.fingerprint(), pooling, tag),
         pooling=pooling,
         progress=progress,
+        overwrite="mismatched",  # the sweep's own cache: a store made with other settings is rebuilt
     )
     if st.manifest["model"]["revision"] != subject.revision:
         raise ConfigError(f"store {st.path} was made from another model; delete it or pass another store_dir")
