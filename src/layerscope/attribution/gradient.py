@@ -309,60 +309,8 @@ class IntegratedGradients(Attributor):
             everyone = torch.arange(S)
             if self.n_steps == "auto":  # F(x′), F(x) come from the first round's end nodes (α = 0, 1)
                 attr, delta, steps, evals, f_base, f_in = self._adaptive(eng, base)
-                return self._result(
-                    prep,
-                    pairs,
-                    eng,
-                    attr,
-                    baseline=baseline_name(baseline),
-                    delta=delta if self.multiply_by_inputs else None,
-                    steps=steps,
-                    f_input=f_in,
-                    f_baseline=f_base,
-                    evaluations=evals,
-                    keep_raw=keep_raw,
-                )
-            ends = eng.values(
-                everyone, 2, eng.rows_between(base, torch.tensor([0.0, 1.0], dtype=torch.float64))
-            )
-            f_base, f_in = ends[:, 0].numpy(), ends[:, 1].numpy()
-            diff = f_in - f_base
-            attr = torch.zeros((S, *x.shape[1:]), dtype=x.dtype, device=x.device)
-            delta = np.full(S, np.nan)
-            steps = np.zeros(S, dtype=np.int64)
-            evals = np.full(S, 2, dtype=np.int64)
-            schedule = [int(self.n_steps)]
-            active = everyone
-            s_idx = pairs.sample.to(x.device)
-            # several targets of one example (continuations): share each forward row, vmap the backward
-            shared = self.share_rows and pairs.kind != "callable" and len(pairs.sample.unique()) < S
-            for n in schedule:
-                alphas, weights = quadrature(self.quad, n)
-                rows = eng.rows_between(base, alphas)
-                if shared and len(active) == S:
-                    try:
-                        total = eng.grad_sum_shared(n, rows, weights)
-                    except RuntimeError as e:  # a backward without vmap support: one row per target
-                        if "out of memory" in str(e).lower():
-                            raise
-                        shared = False
-                        total = eng.grad_sum(active, n, rows, weights)
-                else:
-                    total = eng.grad_sum(active, n, rows, weights)
-                a_idx = active.to(x.device)
-                a = total[a_idx]
-                if self.multiply_by_inputs:
-                    a = a * (x[s_idx[a_idx]] - base[s_idx[a_idx]])
-                attr[a_idx] = a
-                act = active.numpy()
-                d = a.double().sum(dim=tuple(range(1, a.ndim))).cpu().numpy() - diff[act]
-                delta[act] = d
-                steps[act] = n
-                evals[act] += n
-                ok = np.abs(d) <= self.tol * np.abs(diff[act]) + 1e-7
-                active = active[torch.from_numpy(~ok)]
-                if len(active) == 0:
-                    break
+            else:
+                attr, delta, steps, evals, f_base, f_in = self._fixed(eng, base, x, pairs, everyone)
             return self._result(
                 prep,
                 pairs,
@@ -376,6 +324,35 @@ class IntegratedGradients(Attributor):
                 evaluations=evals,
                 keep_raw=keep_raw,
             )
+
+    def _fixed(
+        self, eng: Any, base: torch.Tensor, x: torch.Tensor, pairs: Any, everyone: torch.Tensor
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """IG with ``n_steps`` quadrature nodes: attributions, deltas, steps and evaluations per pair."""
+        S = len(pairs.sample)
+        ends = eng.values(everyone, 2, eng.rows_between(base, torch.tensor([0.0, 1.0], dtype=torch.float64)))
+        f_base, f_in = ends[:, 0].numpy(), ends[:, 1].numpy()
+        n = int(self.n_steps)
+        alphas, weights = quadrature(self.quad, n)
+        rows = eng.rows_between(base, alphas)
+        # several targets of one example (continuations): share each forward row, vmap the backward
+        shared = self.share_rows and pairs.kind != "callable" and len(pairs.sample.unique()) < S
+        total = None
+        if shared:
+            try:
+                total = eng.grad_sum_shared(n, rows, weights)
+            except RuntimeError as e:  # a backward without vmap support: one row per target
+                if "out of memory" in str(e).lower():
+                    raise
+        if total is None:
+            total = eng.grad_sum(everyone, n, rows, weights)
+        s_idx = pairs.sample.to(x.device)
+        attr = total[everyone.to(x.device)]
+        if self.multiply_by_inputs:
+            attr = attr * (x[s_idx] - base[s_idx])
+        delta = attr.double().sum(dim=tuple(range(1, attr.ndim))).cpu().numpy() - (f_in - f_base)
+        steps = np.full(S, n, dtype=np.int64)
+        return attr, delta, steps, steps + 2, f_base, f_in
 
     def _adaptive(
         self, eng: Engine, base: torch.Tensor
