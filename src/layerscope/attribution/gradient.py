@@ -16,6 +16,7 @@ from ..models.subject import Subject
 from ._engine import Engine
 from ._inputs import AttributionWarning, Continuation, Pairs, Prepared, make_pairs, prepare
 from .baselines import Distribution, baseline_name, resolve
+from .images import display_images
 from .result import AttributionResult
 
 Method = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
@@ -230,6 +231,9 @@ class Attributor:
             f_baseline=nan if f_baseline is None else f_baseline,
             evaluations=np.zeros(S, dtype=np.int64) if evaluations is None else evaluations.astype(np.int64),
             raw=attr.detach().cpu().numpy() if keep_raw else None,
+            images=display_images(self.subject, prep.inputs["x"])
+            if not prep.is_text and engine.site == "input" and scores.ndim == 3
+            else None,
         )
 
 

@@ -31,6 +31,8 @@ class AttributionResult(Result):
         f_input, f_baseline: ``[rows]`` the objective at the input and at the baseline.
         evaluations: ``[rows]`` model evaluations (rows of one example) spent on each pair.
         raw: the full site attribution ``[rows, ...]`` when asked for (``keep_raw=True``), else None.
+        images: for image models attributed at the input, the photos as uint8 ``[examples, H, W, 3]`` (for
+            the overlay figure), else None.
     """
 
     method: str
@@ -50,6 +52,7 @@ class AttributionResult(Result):
     f_baseline: np.ndarray
     evaluations: np.ndarray
     raw: Any = None
+    images: Any = None
 
     title: ClassVar[str] = "Attribution"
 
@@ -94,6 +97,10 @@ class AttributionResult(Result):
         from ..report.figures import DIVERGING, apply_style
 
         if not self.is_text:
+            if self.images is not None and self.scores.ndim == 3:
+                from .images import overlay_figure
+
+                return overlay_figure(self, max_images=max_rows, title=f"{self.method}: pixel attribution")
             z = self.scores[0]
             bound = float(np.nanmax(np.abs(z))) or 1.0
             fig = go.Figure(go.Heatmap(z=z, colorscale=DIVERGING, zmid=0, zmin=-bound, zmax=bound))

