@@ -4,8 +4,9 @@
   [CLS]/[SEP] kept, target = the predicted class. Captum ``LayerIntegratedGradients`` on the word embeddings
   with each ``internal_batch_size`` in ``--captum-ibs`` (the best is reported); layerscope
   ``IntegratedGradients(site="embed")`` with its default token budget. Max |difference| of the attributions.
-* (b) adaptive steps: ``n_steps="auto"`` (Gauss–Legendre 8, 16, 32 … until |delta| ≤ 1 % of |F(x) − F(x′)|)
-  vs fixed n=50 on the same inputs: model evaluations per sentence as a distribution.
+* (b) adaptive steps: ``n_steps="auto"`` (Simpson panels refined where the exact local error is largest, until
+  Σ|local error| ≤ 1 % of |F(x) − F(x′)|) vs fixed n=50 on the same inputs: model evaluations per sentence as
+  a distribution, and the per-token accuracy of both against a 256-node Gauss–Legendre reference.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/attribution_ig.py                 # full (slow on 2 CPU cores)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/attribution_ig.py --n 16 --captum-ibs 50,200 --rounds 1
@@ -127,7 +128,24 @@ def main() -> None:
             f"nodes used {dict(zip(*(v.tolist() for v in np.unique(ra.steps, return_counts=True)), strict=True))}; "
             f"{(rel <= 0.01).mean():.0%} within tolerance; {ta:.1f}s"
         )
+        ref = IntegratedGradients(s, n_steps=256).attribute(texts, target=target.tolist(), baseline="pad")
+        fx = IntegratedGradients(s, n_steps=args.steps).attribute(
+            texts, target=target.tolist(), baseline="pad"
+        )
+
+        def token_err(r: object) -> np.ndarray:  # max |score − reference| / max |reference| per sentence
+            scale = np.nanmax(np.abs(ref.scores), axis=1)
+            return np.nanmax(np.abs(r.scores - ref.scores), axis=1) / scale  # type: ignore[attr-defined]
+
+        ea, ef = token_err(ra), token_err(fx)
+        print(
+            f"per-token error vs n=256 (max |Δscore| / max |score|): adaptive median {np.median(ea):.4f}, "
+            f"90th pct {np.percentile(ea, 90):.4f}, max {ea.max():.4f}; fixed n={args.steps} max {ef.max():.5f}"
+        )
         out["adaptive"] = {
+            "token_error_adaptive": {"median": float(np.median(ea)), "p90": float(np.percentile(ea, 90))},
+            "token_error_adaptive_max": float(ea.max()),
+            "token_error_fixed_max": float(ef.max()),
             "evaluations_quantiles": q.tolist(),
             "mean": float(ev.mean()),
             "fixed": fixed,

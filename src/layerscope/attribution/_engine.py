@@ -297,13 +297,17 @@ class Engine:
     def rows_between(
         self, base: torch.Tensor, alphas: torch.Tensor
     ) -> Callable[[torch.Tensor, torch.Tensor, int, int], tuple[torch.Tensor, None]]:
-        """Row maker for the straight path ``base + α (x − base)`` (``base`` per example, α per step)."""
+        """Row maker for the straight path ``base + α (x − base)`` (``base`` per example; α per step, or per
+        pair and step when ``alphas`` is ``[n_pairs, n_steps]``)."""
         x = self.x
 
         def make(p_idx: torch.Tensor, k_idx: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, None]:
             s = self.pairs.sample[p_idx].to(x.device)
             xs, bs = (x[s], base[s]) if not self.positional else (x[s, lo:hi], base[s, lo:hi])
-            a = alphas.to(x.device, x.dtype)[k_idx].view(-1, *([1] * (xs.ndim - 1)))
+            al = alphas.to(x.device, x.dtype)
+            a = (al[k_idx] if al.ndim == 1 else al[p_idx.to(x.device), k_idx]).view(
+                -1, *([1] * (xs.ndim - 1))
+            )
             return bs + a * (xs - bs), None
 
         return make

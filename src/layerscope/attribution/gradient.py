@@ -50,23 +50,6 @@ def quadrature(method: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(a.tolist(), dtype=torch.float64), torch.tensor(steps).float()
 
 
-def clenshaw_curtis(n_intervals: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clenshaw–Curtis nodes α_j = (1 − cos(πj/N))/2, j = 0..N, and weights on [0, 1] (sum 1; N even).
-
-    Nested: the nodes for N are the even-indexed nodes for 2N, so adaptive IG reuses every gradient.
-    """
-    N = int(n_intervals)
-    if N < 2 or N % 2:
-        raise ConfigError(f"Clenshaw–Curtis needs an even number of intervals ≥ 2, got {N}")
-    theta = np.pi * np.arange(N + 1) / N
-    k = np.arange(1, N // 2 + 1)
-    b = np.where(k == N // 2, 1.0, 2.0)
-    s = (b / (4 * k**2 - 1) * np.cos(2 * np.outer(theta, k))).sum(1)
-    c = np.full(N + 1, 2.0)
-    c[0] = c[-1] = 1.0
-    return (1 - np.cos(theta)) / 2, c / N * (1 - s) / 2
-
-
 @contextlib.contextmanager
 def eval_mode(subject: Subject) -> Iterator[None]:
     """Attribute in eval mode: a model in train mode (dropout) gets a warning and is restored afterwards."""
@@ -244,9 +227,10 @@ class IntegratedGradients(Attributor):
         subject: the model.
         site: where to integrate (``embed`` for text — what Captum's LayerIntegratedGradients on the word
             embeddings does —, any block site, or ``input`` for images).
-        n_steps: integration steps, or ``"auto"``: nested Clenshaw–Curtis with ``min_steps`` (4), 8, 16 … up to
-            ``max_steps`` intervals, each pair stopping once |delta| ≤ ``tol`` × |F(x) − F(x′)|; every round
-            only evaluates the new nodes, so ``steps`` (nodes used) is also the gradient rows spent.
+        n_steps: integration steps, or ``"auto"``: locally adaptive Simpson panels, starting from ``min_steps``
+            (8) equal intervals and splitting the panels with the largest exact local error (from F at the
+            nodes) until Σ|local error| ≤ ``tol`` × |F(x) − F(x′)| or ``max_steps`` intervals; ``steps``
+            (nodes used) is also the gradient rows spent.
         method: ``gausslegendre`` (weights sum to 1) or Captum's ``riemann_*`` rules, to equal Captum exactly.
         multiply_by_inputs: multiply the integrated gradient by (x − x′) (Captum's default).
         batch_tokens: rows × tokens per forward chunk (memory knob; halves automatically on OOM).
@@ -265,7 +249,7 @@ class IntegratedGradients(Attributor):
         n_steps: int | Literal["auto"] = 50,
         method: Method = "gausslegendre",
         tol: float = 0.01,
-        min_steps: int = 4,
+        min_steps: int = 8,
         max_steps: int = 256,
         multiply_by_inputs: bool = True,
         batch_tokens: int = 8192,
@@ -361,50 +345,120 @@ class IntegratedGradients(Attributor):
     def _adaptive(
         self, eng: Engine, base: torch.Tensor
     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Nested Clenshaw–Curtis: N = min_steps, 2N, 4N … intervals; each round evaluates only the new
-        (odd) nodes for the pairs not yet within ``tol``, so no gradient is ever computed twice."""
+        """Locally adaptive Simpson panels, refined where the *exact* local error is largest.
+
+        Every node gives the path derivative h(α) = ∇F(γ(α))·(x − x′) (from its gradient) and F(γ(α)) (from
+        the same forward pass). Over a panel [a, b] the exact integral of h is F(b) − F(a), so each panel's
+        quadrature error e = Simpson(h; a, m, b) − (F(b) − F(a)) is known exactly, and delta = Σ e. A pair
+        stops when Σ|e| ≤ ``tol`` × |F(x) − F(x′)| (no credit for errors that cancel, so |delta| is within it
+        too); until then each round splits its fewest largest-error panels predicted (Simpson: a split
+        panel's error falls ~16×) to get there. No node is evaluated twice.
+        """
         x = eng.x
         S = len(eng.pairs.sample)
         s_idx = eng.pairs.sample.to(x.device)
-        attr = torch.zeros((S, *x.shape[1:]), dtype=x.dtype, device=x.device)
-        delta = np.full(S, np.nan)
-        steps = np.zeros(S, dtype=np.int64)
-        evals = np.zeros(S, dtype=np.int64)
-        f_base = f_in = diff = np.zeros(S)
-        N = max(2, self.min_steps - self.min_steps % 2)
-        stored: list[tuple[np.ndarray, torch.Tensor]] = []  # (node positions j/N, per-node gradients)
-        active = torch.arange(S)
-        first = True
-        while len(active):
-            j = np.arange(N + 1) if first else np.arange(1, N, 2)
-            t = j / N
-            alphas = torch.tensor((1 - np.cos(np.pi * t)) / 2)
-            g = eng.grad_sum(
-                active, len(j), eng.rows_between(base, alphas), torch.ones(len(j)), per_step=True
+        diffx = x[s_idx] - base[s_idx]
+        feat = tuple(range(1, x.ndim))
+        n0 = max(2, self.min_steps - self.min_steps % 2)
+        t0 = np.linspace(0.0, 1.0, n0 + 1)
+        everyone = torch.arange(S)
+        g0 = eng.grad_sum(
+            everyone, len(t0), eng.rows_between(base, torch.tensor(t0)), torch.ones(len(t0)), per_step=True
+        )
+        F0 = eng.row_values.numpy().copy()
+        h0 = (g0 * diffx.unsqueeze(1)).double().sum(dim=tuple(d + 1 for d in feat)).cpu().numpy()
+        # per pair: node positions, F, h, and where each node's gradient lives (tensor, row)
+        pos = [list(t0) for _ in range(S)]
+        Fs = [list(F0[p]) for p in range(S)]
+        hs = [list(h0[p]) for p in range(S)]
+        where: list[list[tuple[torch.Tensor, int, int]]] = [
+            [(g0, p, k) for k in range(len(t0))] for p in range(S)
+        ]
+        panels = [[(2 * i, 2 * i + 1, 2 * i + 2) for i in range(n0 // 2)] for _ in range(S)]
+        f_base = F0[:, 0].copy()
+        f_in = F0[:, -1].copy()
+        diff = f_in - f_base
+        target = self.tol * np.abs(diff) + 1e-7
+        cap = self.max_steps + 1
+
+        def errors(p: int) -> np.ndarray:
+            t, F, h = pos[p], Fs[p], hs[p]
+            return np.array(
+                [(t[b] - t[a]) / 6 * (h[a] + 4 * h[m] + h[b]) - (F[b] - F[a]) for a, m, b in panels[p]]
             )
-            stored.append((t, g))
-            if first:
-                f_base, f_in = eng.row_values[:, 0].numpy(), eng.row_values[:, -1].numpy()
-                diff = f_in - f_base
-            _, w = clenshaw_curtis(N)
-            a_idx = active.to(x.device)
-            total = torch.zeros((len(active), *x.shape[1:]), dtype=x.dtype, device=x.device)
-            for tt, gg in stored:
-                ww = torch.tensor(w[np.rint(tt * N).astype(int)], dtype=x.dtype, device=x.device)
-                total += torch.einsum("n,pn...->p...", ww, gg[a_idx])
-            a = total * (x[s_idx[a_idx]] - base[s_idx[a_idx]]) if self.multiply_by_inputs else total
-            attr[a_idx] = a
-            act = active.numpy()
-            d = a.double().sum(dim=tuple(range(1, a.ndim))).cpu().numpy() - diff[act]
-            delta[act], steps[act] = d, N + 1
-            evals[act] += len(j)
-            first = False
-            ok = np.abs(d) <= self.tol * np.abs(diff[act]) + 1e-7
-            if self.max_steps < N * 2:
+
+        active = list(range(S))
+        while active:
+            plan: dict[int, list[int]] = {}
+            for p in active:
+                e = errors(p)
+                if np.abs(e).sum() <= target[p]:
+                    continue
+                order = np.argsort(-np.abs(e))
+                ae = np.abs(e[order])
+                rest = (
+                    ae.sum() - np.cumsum(ae) + np.cumsum(ae) / 16
+                )  # predicted Σ|e| after splitting the first k
+                k = int(np.searchsorted(-rest, -target[p])) + 1  # fewest with predicted Σ|e| ≤ target
+                k = min(k, len(order), (cap - len(pos[p])) // 2)
+                if k >= 1:
+                    plan[p] = sorted(order[:k].tolist())
+            if not plan:
                 break
-            active = active[torch.from_numpy(~ok)]
-            N *= 2
-        return attr, delta, steps, evals, f_base, f_in
+            by_k: dict[int, list[int]] = {}
+            for p, chosen in plan.items():
+                by_k.setdefault(len(chosen), []).append(p)
+            for k, pairs in by_k.items():
+                alph = torch.zeros((S, 2 * k), dtype=torch.float64)
+                for p in pairs:
+                    t = pos[p]
+                    new = []
+                    for i in plan[p]:
+                        a, m, b = panels[p][i]
+                        new += [(t[a] + t[m]) / 2, (t[m] + t[b]) / 2]
+                    alph[p] = torch.tensor(new, dtype=torch.float64)
+                pid = torch.tensor(pairs)
+                g = eng.grad_sum(pid, 2 * k, eng.rows_between(base, alph), torch.ones(2 * k), per_step=True)
+                Fk = eng.row_values.numpy()
+                gsub = g[pid.to(x.device)]
+                hprod = (gsub * diffx[pid.to(x.device)].unsqueeze(1)).double()
+                hk = hprod.sum(dim=tuple(d + 1 for d in feat)).cpu().numpy()
+                for r, p in enumerate(pairs):
+                    split = set(plan[p])
+                    out = []
+                    j = len(pos[p])
+                    for i, (a, m, b) in enumerate(panels[p]):
+                        if i in split:  # its quarter points are the next two columns of alph, in panel order
+                            out += [(a, j, m), (m, j + 1, b)]
+                            j += 2
+                        else:
+                            out.append((a, m, b))
+                    panels[p] = out
+                    for q in range(2 * k):
+                        pos[p].append(float(alph[p, q]))
+                        Fs[p].append(float(Fk[p, q]))
+                        hs[p].append(float(hk[r, q]))
+                        where[p].append((gsub, r, q))
+            active = list(plan)
+        attr = torch.zeros((S, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        delta = np.zeros(S)
+        steps = np.zeros(S, dtype=np.int64)
+        for p in range(S):
+            t = pos[p]
+            w = np.zeros(len(t))
+            for a, m, b in panels[p]:
+                width = t[b] - t[a]
+                w[a] += width / 6
+                w[m] += 4 * width / 6
+                w[b] += width / 6
+            tot = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+            for wi, (gt, row, col) in zip(w, where[p], strict=True):
+                if wi:
+                    tot += wi * gt[row, col].double()
+            attr[p] = (tot * diffx[p].double() if self.multiply_by_inputs else tot).to(x.dtype)
+            delta[p] = float(np.dot(w, hs[p])) - diff[p]
+            steps[p] = len(t)
+        return attr, delta, steps, steps.copy(), f_base, f_in
 
 
 class Saliency(Attributor):
