@@ -154,6 +154,11 @@ def test_rankings_streamed_stats_and_sklearn_f():
     torch.testing.assert_close(whole.sums, parts.sums, rtol=1e-5, atol=1e-3)  # float32 chunk products
     torch.testing.assert_close(whole.sumsq, parts.sumsq, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(whole.constant(), parts.constant())
+    first = NeuronStats.from_arrays(X, y, 2, second_moments=False)  # what mean_diff needs
+    assert first.sumsq is None and (first + first).sumsq is None
+    torch.testing.assert_close(first.sums, whole.sums)
+    with pytest.raises(NeuronError, match="without second moments"):
+        first.variance()
     f = rank_scores(X, y, method="f_stat", stats=parts)
     np.testing.assert_allclose(f[1].numpy(), f_classif(X[1], y)[0], rtol=1e-4)
     md = rank_scores(X, y, method="mean_diff")
@@ -285,3 +290,27 @@ def test_newton_fit_is_the_sklearn_optimum_even_on_badly_scaled_neurons():
         objective(1, w[1].double().numpy(), float(b[1]))
         <= objective(1, ref1.coef_[0], ref1.intercept_[0]) + 1e-6
     )
+
+
+def test_batched_lbfgs_reaches_the_sklearn_optimum_per_layer():
+    """Large-k nested fits: one batched L-BFGS, every layer with its own curvature, step and stop."""
+    from sklearn.linear_model import LogisticRegression
+
+    from layerscope.neurons._fit import NEWTON_MAX_K, fit_nested
+
+    rng = np.random.default_rng(1)
+    n, k = 900, NEWTON_MAX_K + 8
+    X = rng.normal(size=(3, n, k)).astype(np.float64)
+    X[1] *= np.geomspace(0.01, 100, k)  # badly scaled neurons
+    X[2, :, :5] += 50.0  # large offsets (the intercept couples with them)
+    y = (rng.uniform(size=n) < 0.3).astype(np.int64)
+    X[:, y == 1, :3] += 0.8 * np.abs(X[:, :, :3]).mean(1)[:, None, :]
+    fits = fit_nested(torch.from_numpy(X), torch.from_numpy(y), [4, k], C=0.5, tol=1e-8, max_iter=500)
+    w, b = fits[k]
+    assert w.shape == (3, k) and b.shape == (3,)
+    for layer in range(3):
+        ref = LogisticRegression(C=0.5, class_weight="balanced", tol=1e-10, max_iter=20000).fit(X[layer], y)
+        z_ours = X[layer] @ w[layer].double().numpy() + float(b[layer])
+        z_ref = ref.decision_function(X[layer])
+        # same decision function (coefficients of badly scaled neurons are compared through it)
+        assert np.abs(z_ours - z_ref).max() < 2e-3 * (1 + np.abs(z_ref).max()), layer

@@ -66,6 +66,8 @@ def test_pgd_stays_in_the_eps_ball_and_bounds(digits, norm, targeted):
     assert r.adversarial.min() >= 0.0 and r.adversarial.max() <= 1.0
     assert r.success.dtype == bool and r.success.shape == (64,)
     assert_no_hooks(s)
+    # parameters are frozen during the attack only (image gradients need no weight gradients)
+    assert all(p.requires_grad for p in s.model.parameters())
 
 
 def test_targeted_pgd_succeeds_on_digits(digits):

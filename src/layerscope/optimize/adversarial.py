@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..models.subject import frozen_params
 from ..result import Result
 from ._figures import image_grid
 from ._models import as_subject, check_logits_model, image_spec, to_images
@@ -187,19 +188,20 @@ def _attack_batch(
         x_adv = x.clone()
     a = alpha.view(-1, 1, 1, 1)
     sign = -1.0 if targeted else 1.0
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        logits = subject.model(spec.normalise(x_adv))
-        logits = getattr(logits, "logits", logits)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            if norm == "linf":
-                step = g.sign()
-            else:
-                step = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            x_adv = x_adv + sign * a * step
-            x_adv = (x + _project(x_adv - x, eps, norm)).clamp(0, 1)
+    with frozen_params(subject.model):  # gradients w.r.t. the images only: no weight-gradient work
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            logits = subject.model(spec.normalise(x_adv))
+            logits = getattr(logits, "logits", logits)
+            loss = F.cross_entropy(logits, y, reduction="sum")
+            (g,) = torch.autograd.grad(loss, x_adv)
+            with torch.no_grad():
+                if norm == "linf":
+                    step = g.sign()
+                else:
+                    step = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                x_adv = x_adv + sign * a * step
+                x_adv = (x + _project(x_adv - x, eps, norm)).clamp(0, 1)
     return x_adv.detach()
 
 
