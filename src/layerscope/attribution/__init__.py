@@ -1,5 +1,5 @@
-"""Attribution: what in this input drove this output? Gradient and perturbation methods, baselines,
-baseline sensitivity, and attention rollout/flow — method and site are independent parameters."""
+"""Attribution: what in this input drove this output? Gradient, relevance (LRP/AttnLRP) and perturbation
+methods, baselines, baseline sensitivity, and attention rollout/flow — method and site are independent."""
 
 from ._inputs import AttributionWarning, Continuation
 from .attention import AttentionResult, attention, attention_flow, attention_patterns, attention_rollout
@@ -15,11 +15,13 @@ from .gradient import (
     SmoothGrad,
     quadrature,
 )
+from .lrp import LRP, conservation
 from .perturbation import FeatureAblation, KernelShap, Lime
 from .result import AttributionResult, BaselineSensitivityResult
 from .sensitivity import baseline_sensitivity, compare_results
 
 __all__ = [
+    "LRP",
     "AttentionResult",
     "AttributionResult",
     "AttributionWarning",
@@ -45,6 +47,7 @@ __all__ = [
     "attention_view_html",
     "baseline_sensitivity",
     "compare_results",
+    "conservation",
     "dataset_mean",
     "quadrature",
 ]

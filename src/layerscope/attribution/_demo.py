@@ -22,6 +22,7 @@ def demo_section(report: Any, *, cache_dir: Path, log: Any = print) -> None:
     from ..models import load
     from ..models.classifier import classifier_metadata, sentiment_classifier
     from . import (
+        LRP,
         Continuation,
         InputXGradient,
         IntegratedGradients,
@@ -47,6 +48,13 @@ def demo_section(report: Any, *, cache_dir: Path, log: Any = print) -> None:
     report.add(r_ig, title="Integrated Gradients: MiniLM sentiment", note=note)
     for method in (Saliency(clf), InputXGradient(clf)):
         report.add(method.attribute(DEMO_TEXTS, target=pred), title=f"{method.method}: MiniLM sentiment")
+    report.add(
+        LRP(clf).attribute(DEMO_TEXTS, target=pred),
+        title="LRP (AttnLRP rules): MiniLM sentiment",
+        note="One forward + one modified backward pass; relevance at the token embeddings. The position and "
+        "token-type embeddings added after that site, biases and AttnLRP's softmax rule absorb part of the "
+        "logit, so Σ relevance is below F(x) (see docs/lrp.md for the measured conservation).",
+    )
     log(f"attribution: IG + gradient methods on MiniLM sentiment ({time.perf_counter() - t0:.1f}s)")
     sens = baseline_sensitivity(
         IntegratedGradients(clf, n_steps=16),
@@ -92,8 +100,8 @@ def image_section(report: Any, *, log: Any = print, tol: float = 0.05) -> None:
     import torch
 
     from ..models import load
-    from . import FeatureAblation, IntegratedGradients, SmoothGrad
     from ..optimize._models import image_spec
+    from . import FeatureAblation, IntegratedGradients, SmoothGrad
     from .images import overlay_figure, sample_photos
 
     subject = load("effnet-lite0")

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import ConfigError
 
-METHOD_NAMES = ("ig", "saliency", "ixg", "smoothgrad", "ablation", "kernelshap", "lime")
+METHOD_NAMES = ("ig", "saliency", "ixg", "smoothgrad", "lrp", "ablation", "kernelshap", "lime")
 SENTIMENT_ALIASES = ("minilm-sentiment", "sentiment")
 
 
@@ -26,7 +26,16 @@ def load_subject(model: str, device: str = "cpu") -> Any:
 
 def make_attributor(subject: Any, method: str, *, site: str | None, steps: str) -> Any:
     """An attributor by CLI name."""
-    from . import FeatureAblation, InputXGradient, IntegratedGradients, KernelShap, Lime, Saliency, SmoothGrad
+    from . import (
+        LRP,
+        FeatureAblation,
+        InputXGradient,
+        IntegratedGradients,
+        KernelShap,
+        Lime,
+        Saliency,
+        SmoothGrad,
+    )
 
     if method == "ig":
         n: int | str = "auto" if steps == "auto" else _int(steps, "--steps")
@@ -37,6 +46,8 @@ def make_attributor(subject: Any, method: str, *, site: str | None, steps: str) 
         return InputXGradient(subject, site=site)
     if method == "smoothgrad":
         return SmoothGrad(subject, site=site)
+    if method == "lrp":
+        return LRP(subject, site=site)
     if method == "ablation":
         return FeatureAblation(subject)
     if method == "kernelshap":
@@ -127,7 +138,10 @@ def attribute_cmd(
         typer.Argument(help="one or more texts; for image models, image files or bundled photo names"),
     ],
     method: Annotated[
-        str, typer.Option("--method", help="ig | saliency | ixg | smoothgrad | ablation | kernelshap | lime")
+        str,
+        typer.Option(
+            "--method", help="ig | saliency | ixg | smoothgrad | lrp | ablation | kernelshap | lime"
+        ),
     ] = "ig",
     target: Annotated[
         str | None, typer.Option(help="class index or name, or token id (default: the prediction)")

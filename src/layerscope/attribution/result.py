@@ -140,7 +140,11 @@ class AttributionResult(Result):
         parts = [
             f"{self.method} on {self.model} at site {self.site} for {len(self.target)} (example, target) pairs"
         ]
-        if d.size:
+        if d.size and self.method == "lrp":  # Σ relevance / F(x): LRP has no integration steps
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = (np.asarray(self.delta) + self.f_input) / self.f_input
+            parts.append(f"median conservation (Σ relevance / F(x)) {np.nanmedian(ratio):.3f}")
+        elif d.size:
             parts.append(f"max |delta| {np.abs(d).max():.2e}, median steps {int(np.median(self.steps))}")
         if self.is_text and len(self.words) and len(self.words[0]):
             top = int(np.nanargmax(np.abs(self.word_scores[0, : len(self.words[0])])))
