@@ -145,7 +145,9 @@ class FeatureAblation(Attributor):
                 for j, (t, left) in enumerate(wins):
                     attr[:, t : t + self.window, left : left + self.window] += drop[:, j].view(S, 1, 1)
                 attr = attr / cover.clamp_min(1)
-                res = self._result(prep, pairs, eng, attr, baseline=baseline_name(baseline or "zero"))
+                res = self._result(
+                    prep, pairs, eng, attr, baseline=baseline_name("zero" if baseline is None else baseline)
+                )
             return _with(res, f_input=f_in.numpy(), evaluations=np.full(S, runner.evaluations // max(S, 1)))
 
 
@@ -243,7 +245,7 @@ class _CaptumSurrogate(Attributor):
                 pairs,
                 eng,
                 attr,
-                baseline=baseline_name(baseline or ("pad" if prep.is_text else "zero")),
+                baseline=baseline_name(("pad" if prep.is_text else "zero") if baseline is None else baseline),
             )
             total = np.array([np.nansum(r) for r in res.scores]) if prep.is_text else attr.sum((1, 2)).numpy()
             return _with(

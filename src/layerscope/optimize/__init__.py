@@ -1,7 +1,8 @@
 """Optimisation of inputs: the Objective algebra, parametrisations, transforms, regularisers and one loop.
 
-Built on it: feature visualisation, class prototypes and entanglement, feature isolation masks and
-adversarial examples (FGSM/PGD on images, embedding-space PGD and word substitution on text).
+Built on it: feature visualisation, class prototypes and entanglement, feature isolation masks (and their
+comparison with attribution maps), adversarial examples (FGSM/PGD on images, embedding-space PGD and word
+substitution on text) and the shortcut-learning case study.
 """
 
 from .adversarial import (
@@ -13,8 +14,9 @@ from .adversarial import (
     success_curve,
     word_substitution,
 )
+from .compare import MapComparisonResult, compare_maps, map_agreement
 from .featvis import FeatureVisResult, visualize
-from .isolation import IsolationResult, isolate
+from .isolation import IsolationResult, isolate, isolate_batch
 from .loop import OptimizeOutput, default_forward, evaluate, optimize
 from .objectives import (
     Objective,
@@ -31,6 +33,7 @@ from .objectives import (
 from .param import FourierParam, MaskParam, Parametrization, PixelParam, image_param
 from .prototypes import EntanglementResult, PrototypeResult, entanglement, prototypes
 from .regularizers import Regularizer, blur, l1, l2, total_variation
+from .shortcut import ShortcutStudyResult, add_cue, cue_region, shortcut_study
 from .transforms import Transform, no_transforms, standard_transforms
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "FeatureVisResult",
     "FourierParam",
     "IsolationResult",
+    "MapComparisonResult",
     "MaskParam",
     "Objective",
     "ObjectiveError",
@@ -47,11 +51,15 @@ __all__ = [
     "PixelParam",
     "PrototypeResult",
     "Regularizer",
+    "ShortcutStudyResult",
     "TextAttackResult",
     "Transform",
+    "add_cue",
     "blur",
     "channel",
     "check_not_probabilities",
+    "compare_maps",
+    "cue_region",
     "default_forward",
     "direction",
     "diversity",
@@ -60,17 +68,20 @@ __all__ = [
     "fgsm",
     "image_param",
     "isolate",
+    "isolate_batch",
     "l1",
     "l2",
     "layer",
     "logit",
     "logit_margin",
+    "map_agreement",
     "neuron",
     "no_transforms",
     "optimize",
     "pgd",
     "pgd_embeddings",
     "prototypes",
+    "shortcut_study",
     "standard_transforms",
     "success_curve",
     "total_variation",

@@ -1,4 +1,5 @@
-"""CLI: ``layerscope visualize | prototypes | isolate | attack`` (registered by ``layerscope.cli``)."""
+"""CLI: ``layerscope visualize | prototypes | isolate | attack | shortcut-study`` (registered by
+``layerscope.cli``)."""
 
 from __future__ import annotations
 
@@ -166,13 +167,22 @@ def isolate_cmd(
     top_k: Annotated[int, typer.Option(help="isolate the top-k predicted classes")] = 3,
     areas: Annotated[str, typer.Option(help="mask areas, e.g. 0.05,0.1,0.2")] = "0.05,0.1,0.2",
     steps: Annotated[int, typer.Option(help="optimisation steps")] = 300,
+    perturbation: Annotated[
+        str, typer.Option(help="what hidden pixels become: blur or mean (the dataset-mean colour)")
+    ] = "blur",
+    compare: Annotated[
+        bool,
+        typer.Option("--compare", help="also compare each mask with |Integrated Gradients| and occlusion"),
+    ] = False,
     save: Annotated[Path | None, typer.Option(help="save the IsolationResult to this folder")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
 ) -> None:
     """Feature isolation: the smallest smooth region that keeps each top class's score."""
-    from .isolation import isolate
+    from .isolation import PERTURBATIONS, isolate
 
+    if perturbation not in PERTURBATIONS:
+        raise ConfigError(f"unknown --perturbation {perturbation!r}; use {' or '.join(PERTURBATIONS)}")
     area_list = _floats(areas, "--areas")
     if not 0 <= index < 10000 - CIFAR_HOLDOUT:
         raise ConfigError(f"--index must be in 0..{10000 - CIFAR_HOLDOUT - 1}, got {index}")
@@ -184,9 +194,20 @@ def isolate_cmd(
         top_k=top_k,
         areas=area_list,
         steps=steps,
+        perturbation=perturbation,
         progress=True,
     )
-    _finish(result, save, report, f"layerscope feature isolation: {subject.name}")
+    title = f"layerscope feature isolation: {subject.name}"
+    if not compare:
+        _finish(result, save, report, title)
+        return
+    _finish(result, save, None, title)
+    cmp = result.compare(subject)
+    _finish(cmp, save.with_name(save.name + "-compare") if save else None, None, title)
+    if report:
+        from ..report import build_report
+
+        typer.echo(f"report: {build_report([result, cmp], report, title=title)}")
 
 
 def attack_cmd(
@@ -232,6 +253,45 @@ def attack_cmd(
     _finish(result, save, report, f"layerscope adversarial examples: {subject.name}")
 
 
+def shortcut_study_cmd(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="small models and few masks (~1 min cold, ~10 s cached)")
+    ] = False,
+    seed: Annotated[str, typer.Option(help="seed, or several: 0,1,2 (each its own split and models)")] = "0",
+    cue_class: Annotated[
+        str, typer.Option(help="CIFAR-10 class whose training images get the frame")
+    ] = "airplane",
+    cue_width: Annotated[int, typer.Option(help="frame width in pixels (1..8)")] = 3,
+    out: Annotated[Path | None, typer.Option("--out", "--report", help="write an HTML report here")] = None,
+    save: Annotated[Path | None, typer.Option(help="save the ShortcutStudyResult to this folder")] = None,
+) -> None:
+    """Case study "is it the object or the frame?": plant a colour-frame shortcut in one CIFAR-10 class, train
+    clean / shortcut / diversified CNNs (cached), and measure it with accuracies, isolation masks and prototypes."""
+    from rich.console import Console
+
+    from .shortcut import shortcut_study
+
+    seeds = _ints(seed, "--seed")
+    if not seeds:
+        raise ConfigError("--seed must be an integer like 0 or a list like 0,1,2")
+    con = Console(highlight=False)
+    result = shortcut_study(
+        quick=quick,
+        seed=seeds,
+        cue_class=cue_class,
+        cue_width=cue_width,
+        log=lambda m: con.print(m),
+    )
+    con.print(result.summary())
+    con.print(result.table().round(3).to_string())
+    if save:
+        con.print(f"saved: {result.save(save)}")
+    if out:
+        from ..report import build_report
+
+        con.print(f"report: {build_report([result], out, title='layerscope shortcut study')}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the optimisation commands to the ``layerscope`` app."""
     app.command("visualize")(visualize_cmd)
@@ -239,3 +299,4 @@ def register(app: typer.Typer) -> None:
     app.command("prototypes")(prototypes_cmd)
     app.command("isolate")(isolate_cmd)
     app.command("attack")(attack_cmd)
+    app.command("shortcut-study")(shortcut_study_cmd)
