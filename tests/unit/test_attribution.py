@@ -150,14 +150,14 @@ def test_layer_ig_equals_captum_on_tiny_bert_with_pad_baseline(bert, method):
     assert_no_hooks(bert)
 
 
-@pytest.mark.parametrize("share_rows", [True, False])
-def test_continuation_equals_captum_llm_gradient_attribution(share_rows):
+@pytest.mark.parametrize(("share_rows", "jacobian"), [(True, "forward"), (True, "reverse"), (False, "auto")])
+def test_continuation_equals_captum_llm_gradient_attribution(share_rows, jacobian):
     s = tiny_llama()
     prompt = "The cat sat on"
     cont = tuple(s.tokenizer(" the mat. Hello", add_special_tokens=False)["input_ids"])
-    r = IntegratedGradients(s, n_steps=8, batch_tokens=256, share_rows=share_rows).attribute(
-        prompt, target=Continuation(ids=cont), baseline=TokenBaseline(0)
-    )
+    r = IntegratedGradients(
+        s, n_steps=8, batch_tokens=256, share_rows=share_rows, jacobian=jacobian
+    ).attribute(prompt, target=Continuation(ids=cont), baseline=TokenBaseline(0))
     llm = captum_attr.LLMGradientAttribution(
         captum_attr.LayerIntegratedGradients(s.model, s.model.get_input_embeddings()), s.tokenizer
     )
@@ -169,6 +169,29 @@ def test_continuation_equals_captum_llm_gradient_attribution(share_rows):
         r.scores, out.token_attr.numpy(), atol=1e-5 * float(out.token_attr.abs().max())
     )
     assert r.tokens[0] == list(out.input_tokens)
+    np.testing.assert_allclose(np.nansum(r.scores, 1) - (r.f_input - r.f_baseline), r.delta, atol=1e-5)
+
+
+def test_forward_mode_is_chosen_for_short_prompts_and_refused_where_it_cannot_serve():
+    s = tiny_llama()
+    cont = Continuation(ids=tuple(s.tokenizer(" mat", add_special_tokens=False)["input_ids"]))  # 2 tokens
+    calls = []
+    ig = IntegratedGradients(s, n_steps=4)
+    original = ig._forward_mode
+    ig._forward_mode = lambda *a: calls.append(original(*a)) or calls[-1]  # type: ignore[method-assign]
+    short = ig.attribute("The", target=cont, baseline=TokenBaseline(0))
+    ig.attribute("The cat sat on the", target=cont, baseline=TokenBaseline(0))
+    assert calls == [True, False]  # positions <= 2 x targets: forward; a long prompt: reverse
+    raw = ig.attribute("The", target=cont, baseline=TokenBaseline(0), keep_raw=True)  # raw needs reverse
+    assert raw.raw is not None and calls[-1] is False
+    np.testing.assert_allclose(short.scores, raw.scores, atol=1e-5 * np.nanmax(np.abs(raw.scores)))
+    with pytest.raises(ConfigError, match="jacobian='forward'"):
+        IntegratedGradients(s, n_steps=2, jacobian="forward").attribute(
+            "The", target=cont, baseline=TokenBaseline(0), keep_raw=True
+        )
+    with pytest.raises(ConfigError, match="jacobian must be"):
+        IntegratedGradients(s, jacobian="sideways")  # type: ignore[arg-type]
+    assert_no_hooks(s)
 
 
 def test_saliency_and_input_x_gradient_equal_captum(cnn):

@@ -267,6 +267,81 @@ class Engine:
         else:
             total.index_add_(0, flat_idx[keep], contrib)
 
+    def jvp_token_sums(
+        self, n_per_pair: int, make_rows: RowMaker, weights: torch.Tensor, direction: torch.Tensor
+    ) -> torch.Tensor:
+        """Σ_k weights[k] · ∂objective/∂site[pos] · direction[pos] for every pair and position: ``[n_pairs, width]``.
+
+        Forward-mode AD: one Jacobian-vector product per attributed position (the direction restricted to it)
+        gives the derivative of EVERY target of the example at once, so the cost grows with the positions
+        attributed, not with the targets. For a continuation of T tokens after a P-token prompt this replaces
+        T backward passes per row by P tangent passes (``torch.func.jvp`` under ``vmap``). Only the per-position
+        sums exist (no per-feature attributions). Attention runs eagerly (SDPA kernels have no forward AD).
+        """
+        from ..capture.hooks import eager_attention_if
+
+        x = self.x
+        groups: dict[int, list[int]] = {}
+        for p, b in enumerate(self.pairs.sample.tolist()):
+            groups.setdefault(int(b), []).append(p)
+        T = max(len(v) for v in groups.values())
+        slots = torch.full((int(self.pairs.sample.max()) + 1, T), -1, dtype=torch.long)
+        for b, ps in groups.items():
+            slots[b, : len(ps)] = torch.tensor(ps)
+        reps = torch.tensor([ps[0] for ps in groups.values()])
+        total = torch.zeros((len(self.pairs.sample), x.shape[1]), dtype=torch.float64)
+        with frozen_params(self.subject.model), eager_attention_if(self.subject.model, True), torch.no_grad():
+            for p_idx, k_idx in self.chunks(reps, n_per_pair):
+                self._jvp_chunk(p_idx, k_idx, slots, make_rows, weights, direction, total)
+        return total
+
+    def _jvp_chunk(
+        self,
+        p_idx: torch.Tensor,
+        k_idx: torch.Tensor,
+        slots: torch.Tensor,
+        make_rows: RowMaker,
+        weights: torch.Tensor,
+        direction: torch.Tensor,
+        total: torch.Tensor,
+    ) -> None:
+        from torch.func import jvp, vmap
+
+        x = self.x
+        sample = self.pairs.sample[p_idx]
+        lo, hi = self._span(sample)
+        table = slots[sample]  # rows, T: pair of each target slot (-1: none)
+        valid = table >= 0
+        table = torch.where(valid, table, p_idx.unsqueeze(1))
+        T = table.shape[1]
+        value, _ = make_rows(p_idx, k_idx, lo, hi)  # rows, hi - lo, ...
+        d = direction[sample.to(x.device), lo:hi]  # rows, hi - lo, ...
+        live = torch.nonzero(d.flatten(2).abs().sum(-1).amax(0) > 0).flatten()  # positions to attribute
+        if not len(live):
+            return
+
+        def objectives(v: torch.Tensor) -> torch.Tensor:
+            out = self.forward(sample, lo, hi, v)
+            return torch.stack([objective_values(out, self.pairs, table[:, t], lo) for t in range(T)], 1)
+
+        def tangent_product(t: torch.Tensor) -> torch.Tensor:
+            return jvp(objectives, (value,), (t,))[1]
+
+        # tangent j: the direction at position live[j] only; chunked so positions × rows × width fit the budget
+        per = max(1, self.batch_tokens // max(1, len(p_idx) * (hi - lo)))
+        w = weights.to(x.device, torch.float64)[k_idx]  # rows
+        flat = table.reshape(-1)
+        keep = valid.reshape(-1)
+        for c0 in range(0, len(live), per):
+            pos = live[c0 : c0 + per]
+            tang = torch.zeros((len(pos), *value.shape), dtype=value.dtype, device=value.device)
+            tang[torch.arange(len(pos)), :, pos] = d[:, pos].transpose(0, 1)
+            jv = vmap(tangent_product)(tang)  # positions, rows, T
+            jv = (jv.double() * w.view(1, -1, 1)).permute(1, 2, 0)  # rows, T, positions
+            contrib = jv.reshape(-1, len(pos))[keep.to(jv.device)].cpu()
+            part = torch.zeros(len(total), len(pos), dtype=torch.float64).index_add_(0, flat[keep], contrib)
+            total[:, (pos + lo).cpu()] += part
+
     def values(self, pair_ids: torch.Tensor, n_per_pair: int, make_rows: RowMaker) -> torch.Tensor:
         """Objective of every row, no gradients: ``[n_pairs_given, n_per_pair]`` in ``pair_ids`` order."""
         out = torch.zeros((len(self.pairs.sample), n_per_pair), dtype=torch.float64)

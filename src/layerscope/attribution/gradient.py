@@ -237,6 +237,11 @@ class IntegratedGradients(Attributor):
         batch_size: fixed rows per chunk instead (like Captum's ``internal_batch_size``).
         share_rows: when an example has several targets (a continuation), run each (example, step) row once
             and get every target's gradient from one vmapped backward (``is_grads_batched``).
+        jacobian: how several targets of one example are differentiated: ``reverse`` (one backward per
+            target), ``forward`` (one forward-mode tangent per attributed position, all targets at once; token
+            scores only, no ``keep_raw``) or ``auto``: forward when an example's attributed positions are at
+            most twice its targets (a continuation after a short prompt) and per-token scores are all that is
+            asked for. On SmolLM2, 12 prompt tokens × 20 continuation tokens, forward mode was 6× faster.
     """
 
     method: ClassVar[str] = "integrated-gradients"
@@ -255,6 +260,7 @@ class IntegratedGradients(Attributor):
         batch_tokens: int = 8192,
         batch_size: int | None = None,
         share_rows: bool = True,
+        jacobian: Literal["auto", "forward", "reverse"] = "auto",
     ) -> None:
         super().__init__(subject, site=site, batch_tokens=batch_tokens, batch_size=batch_size)
         if n_steps != "auto" and (not isinstance(n_steps, int) or n_steps < 1):
@@ -269,6 +275,9 @@ class IntegratedGradients(Attributor):
         self.max_steps = max_steps
         self.multiply_by_inputs = multiply_by_inputs
         self.share_rows = share_rows
+        if jacobian not in ("auto", "forward", "reverse"):
+            raise ConfigError(f"jacobian must be 'auto', 'forward' or 'reverse', got {jacobian!r}")
+        self.jacobian = jacobian
 
     def attribute(
         self,
@@ -298,7 +307,7 @@ class IntegratedGradients(Attributor):
             if self.n_steps == "auto":  # F(x′), F(x) come from the first round's end nodes (α = 0, 1)
                 attr, delta, steps, evals, f_base, f_in = self._adaptive(eng, base)
             else:
-                attr, delta, steps, evals, f_base, f_in = self._fixed(eng, base, x, pairs, everyone)
+                attr, delta, steps, evals, f_base, f_in = self._fixed(eng, base, x, pairs, everyone, keep_raw)
             return self._result(
                 prep,
                 pairs,
@@ -314,7 +323,13 @@ class IntegratedGradients(Attributor):
             )
 
     def _fixed(
-        self, eng: Any, base: torch.Tensor, x: torch.Tensor, pairs: Any, everyone: torch.Tensor
+        self,
+        eng: Any,
+        base: torch.Tensor,
+        x: torch.Tensor,
+        pairs: Any,
+        everyone: torch.Tensor,
+        keep_raw: bool,
     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """IG with ``n_steps`` quadrature nodes: attributions, deltas, steps and evaluations per pair."""
         S = len(pairs.sample)
@@ -326,6 +341,16 @@ class IntegratedGradients(Attributor):
         # several targets of one example (continuations): share each forward row, vmap the backward
         shared = self.share_rows and pairs.kind != "callable" and len(pairs.sample.unique()) < S
         total = None
+        if shared and self._forward_mode(eng, pairs, keep_raw):
+            try:  # per-token scores [pairs, positions], (x − x′) already applied by the tangents
+                tok = eng.jvp_token_sums(n, rows, weights, x - base).to(x.dtype)
+            except (NotImplementedError, RuntimeError) as e:
+                if self.jacobian == "forward" or "out of memory" in str(e).lower():
+                    raise
+            else:
+                delta = tok.double().sum(1).cpu().numpy() - (f_in - f_base)
+                steps = np.full(S, n, dtype=np.int64)
+                return tok, delta, steps, steps + 2, f_base, f_in
         if shared:
             try:
                 total = eng.grad_sum_shared(n, rows, weights)
@@ -341,6 +366,24 @@ class IntegratedGradients(Attributor):
         delta = attr.double().sum(dim=tuple(range(1, attr.ndim))).cpu().numpy() - (f_in - f_base)
         steps = np.full(S, n, dtype=np.int64)
         return attr, delta, steps, steps + 2, f_base, f_in
+
+    def _forward_mode(self, eng: Any, pairs: Any, keep_raw: bool) -> bool:
+        """Whether several targets per example are differentiated in forward mode (see ``jacobian``)."""
+        if self.jacobian == "reverse":
+            return False
+        possible = eng.positional and self.multiply_by_inputs and eng.prep.attributed is not None
+        if self.jacobian == "forward":
+            if not possible or keep_raw:
+                raise ConfigError(
+                    "jacobian='forward' gives per-token scores of text inputs at a positional site with "
+                    "multiply_by_inputs=True, without keep_raw; use jacobian='reverse' here"
+                )
+            return True
+        if not possible or keep_raw:
+            return False
+        targets = int(torch.bincount(pairs.sample).max())
+        positions = int(eng.prep.attributed.sum(1).max())
+        return positions <= 2 * targets
 
     def _adaptive(
         self, eng: Engine, base: torch.Tensor
