@@ -29,7 +29,10 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
 
@@ -61,15 +64,21 @@ def main() -> None:
     inp = TextTokenInput(PROMPT, tok, baselines=pad)
     times: dict[str, list[float]] = {}
     ours = theirs = None
+    # warm-up, both sides (first backward / first forward-mode pass / allocator growth), not timed
+    IntegratedGradients(s, n_steps=2, batch_tokens=args.batch_tokens).attribute(
+        PROMPT, target=Continuation(ids=cont), baseline=TokenBaseline(pad)
+    )
+    llm.attribute(inp, target=torch.tensor(cont[:2]), n_steps=2, baselines=0)
     for rnd in range(args.rounds):
-        t = time.perf_counter()
-        r = ig.attribute(PROMPT, target=Continuation(ids=cont), baseline=TokenBaseline(pad))
-        times.setdefault("layerscope", []).append(time.perf_counter() - t)
-        ours = torch.tensor(r.scores)
-        t = time.perf_counter()
-        out = llm.attribute(inp, target=torch.tensor(cont), n_steps=args.steps, baselines=0)
-        times.setdefault("captum", []).append(time.perf_counter() - t)
-        theirs = out.token_attr.detach()
+        for who in ("layerscope", "captum") if rnd % 2 == 0 else ("captum", "layerscope"):
+            t = time.perf_counter()
+            if who == "layerscope":
+                r = ig.attribute(PROMPT, target=Continuation(ids=cont), baseline=TokenBaseline(pad))
+                ours = torch.tensor(r.scores)
+            else:
+                out = llm.attribute(inp, target=torch.tensor(cont), n_steps=args.steps, baselines=0)
+                theirs = out.token_attr.detach()
+            times.setdefault(who, []).append(time.perf_counter() - t)
         print(
             f"round {rnd + 1}: layerscope {times['layerscope'][-1]:.1f}s, captum {times['captum'][-1]:.1f}s"
         )

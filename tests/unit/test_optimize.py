@@ -286,3 +286,11 @@ def test_data_errors_for_images():
         )  # missing channel axis -> rank 3 taken as one HWC image? no: 8 channels
     with pytest.raises(DataError, match="8x8"):
         to_images(torch.zeros(1, 3, 16, 16), size=8)
+
+
+def test_standard_transforms_scale_with_small_images():
+    assert lo.standard_transforms() == lo.standard_transforms(224) == lo.standard_transforms(128)
+    small = lo.standard_transforms(32)
+    assert (small.pad, small.jitter) == (3, 3) and small.scales == lo.standard_transforms().scales
+    with pytest.raises(ConfigError, match="positive number of pixels"):
+        lo.standard_transforms(0)

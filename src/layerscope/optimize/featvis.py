@@ -150,7 +150,7 @@ def visualize(
         p,
         steps=steps,
         lr=lr,
-        transform=get_transform(transforms),
+        transform=get_transform(transforms, size=size),
         regularizers=get_regularizers(regularizers),
         seed=seed,
         progress=progress,

@@ -156,7 +156,7 @@ def prototypes(
         p,
         steps=steps,
         lr=lr,
-        transform=get_transform(transforms),
+        transform=get_transform(transforms, size=size or spec.size),
         regularizers=get_regularizers(regularizers),
         seed=seed,
         progress=progress,
