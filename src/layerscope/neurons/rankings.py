@@ -55,7 +55,7 @@ class NeuronStats:
         X3 = as_acts(X)
         yt = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long()
         K = int(n_classes) if n_classes is not None else int(yt.max()) + 1
-        return cls.zeros(X3.shape[0], X3.shape[2], K, second_moments=second_moments).update(X3, yt)
+        return cls.zeros(X3.shape[0], X3.shape[2], K, second_moments=second_moments)._add(X3, yt)
 
     def update(self, X: Any, y: Any) -> NeuronStats:
         """Add samples in place (streaming); returns ``self``.
@@ -63,8 +63,10 @@ class NeuronStats:
         Works layer by layer in row chunks of :data:`_CHUNK` (a ``[chunk, d]`` slab stays in cache for its four
         reductions: 3× faster than whole-``[L, chunk, d]`` chunks on SmolLM2's 30 × 1536 neurons).
         """
-        X3 = as_acts(X)
-        yt = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long()
+        return self._add(as_acts(X), torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long())
+
+    def _add(self, X3: Tensor, yt: Tensor) -> NeuronStats:
+        """:meth:`update` on activations already checked by ``as_acts`` (one pass over them saved)."""
         if yt.shape != (X3.shape[1],):
             raise NeuronError(f"X has {X3.shape[1]} rows but y has shape {tuple(yt.shape)}")
         K = self.counts.shape[0]
@@ -210,7 +212,8 @@ def rank_scores(
         if len(torch.unique(yt)) < 2:
             raise NeuronError("labels hold one class only; a ranking needs at least two classes")
     second = method in ("f_stat", "probeless")
-    st = stats if stats is not None else NeuronStats.from_arrays(X3, yt, second_moments=second)
+    K = int(yt.max()) + 1
+    st = stats if stats is not None else NeuronStats.zeros(L, d, K, second_moments=second)._add(X3, yt)
     dead = st.constant()
     if bool(dead.all()):
         raise NeuronError("every neuron is constant (zero variance) on these rows; nothing can be ranked")
