@@ -41,7 +41,9 @@ class NeuronStats:
     hi: Tensor
 
     @classmethod
-    def zeros(cls, n_layers: int, n_neurons: int, n_classes: int, *, second_moments: bool = True) -> NeuronStats:
+    def zeros(
+        cls, n_layers: int, n_neurons: int, n_classes: int, *, second_moments: bool = True
+    ) -> NeuronStats:
         """Empty statistics."""
         z = torch.zeros(n_layers, n_classes, n_neurons, dtype=_F64)  # [L, K, d]
         lo = torch.full((n_layers, n_neurons), math.inf, dtype=torch.float32)  # [L, d]
@@ -63,7 +65,9 @@ class NeuronStats:
         Works layer by layer in row chunks of :data:`_CHUNK` (a ``[chunk, d]`` slab stays in cache for its four
         reductions: 3× faster than whole-``[L, chunk, d]`` chunks on SmolLM2's 30 × 1536 neurons).
         """
-        return self._add(as_acts(X), torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long())
+        return self._add(
+            as_acts(X), torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long()
+        )
 
     def _add(self, X3: Tensor, yt: Tensor) -> NeuronStats:
         """:meth:`update` on activations already checked by ``as_acts`` (one pass over them saved)."""
