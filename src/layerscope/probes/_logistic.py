@@ -142,8 +142,16 @@ def _fit_logistic(
     l1: Any = 0.0,
     history_size: int = 20,
     precondition: bool | SufficientStats = False,
+    label_sets: Any = None,
+    set_classes: Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor, int]:
-    """:func:`fit_logistic` that also returns the iteration count."""
+    """:func:`fit_logistic` that also returns the iteration count.
+
+    ``label_sets [G, n]`` (with a grouped ``l2 [L, G]``) gives every column ``g`` its own labels (``y`` is then
+    ignored), so e.g. a task and its control task are fitted in one L-BFGS that reads ``X`` once per
+    evaluation; ``set_classes[g] = K_g ≤ K`` masks the classes ``K_g..K-1`` of column ``g`` out of its softmax
+    (their weights stay zero), so each column is exactly its own ``K_g``-class problem.
+    """
     X3 = as_float_tensor(as_layers(X))
     dtype = _F64 if X3.dtype == _F64 else torch.float32
     X3 = X3.to(dtype)
@@ -154,9 +162,25 @@ def _fit_logistic(
     lam2 = _grid(l2_in if grouped else l2_in.reshape(-1)[:, None].expand(-1, 1), L).to(dtype)  # [L, G]
     lam1 = _grid(torch.as_tensor(l1, dtype=_F64).reshape(-1)[:, None], L).to(dtype)  # [L, 1]
     G = lam2.shape[1]
-    yl = _labels(y, L, n)  # [L, n]
-    if n and (int(yl.min()) < 0 or int(yl.max()) >= K):
-        raise ProbeDataError(f"labels must lie in 0..{K - 1}")
+    mask = None
+    if label_sets is None:
+        yl = _labels(y, L, n)  # [L, n]
+        if n and (int(yl.min()) < 0 or int(yl.max()) >= K):
+            raise ProbeDataError(f"labels must lie in 0..{K - 1}")
+        idx = yl[:, None, None, :].expand(L, G, 1, n)  # [L, G, 1, n]
+    else:
+        sets = torch.as_tensor(np.asarray(label_sets) if not isinstance(label_sets, Tensor) else label_sets)
+        sets = sets.long()
+        sizes = [K] * G if set_classes is None else [int(k) for k in set_classes]
+        if tuple(sets.shape) != (G, n) or len(sizes) != G or not all(2 <= k <= K for k in sizes):
+            raise ProbeDataError(f"label_sets must be [G={G}, n={n}] with 2 <= set_classes[g] <= {K}")
+        top = torch.as_tensor(sizes)[:, None]  # [G, 1]
+        if n and (int(sets.min()) < 0 or bool((sets >= top).any())):
+            raise ProbeDataError("labels of label set g must lie in 0..set_classes[g] - 1")
+        idx = sets[None, :, None, :].expand(L, G, 1, n)  # [L, G, 1, n]
+        if min(sizes) < K:
+            off = torch.arange(K)[None, :] >= top  # [G, K]
+            mask = torch.zeros(G, K, dtype=dtype).masked_fill_(off, float("-inf")).reshape(1, G * K, 1)
     sw = _weights(sample_weight, n, dtype)  # [n]
     sw_sum = float(sw.sum()) or 1.0
     if init is None:
@@ -167,8 +191,8 @@ def _fit_logistic(
         b = init[1].to(dtype).reshape(L, G, K).clone()
     Wp = W.permute(0, 2, 1, 3).reshape(L, d, G * K).contiguous()  # [L, d, G·K]
     bp = b.reshape(L, G * K).contiguous()  # [L, G·K]
-    idx = yl[:, None, None, :].expand(L, G, 1, n)  # [L, G, 1, n]
     problem = _Logistic(X3, idx, sw / sw_sum, lam2 / sw_sum, L, G, K)
+    problem.class_mask = mask
     with threads_for(X3.numel() * G * K):
         if bool((lam1 > 0).any()):
             n_iter = _fista(problem, Wp, bp, lam1 / sw_sum, max_iter=20 * max_iter, tol=tol)
@@ -202,6 +226,7 @@ class _Logistic:
         self.p: Tensor | None = None
         self.mu: Tensor | None = None
         self.raw_grad_max = float("inf")
+        self.class_mask: Tensor | None = None  # [1, G·K, 1]: 0, or -inf for classes outside a column's task
 
     def to_w(self, Up: Tensor, cp: Tensor) -> tuple[Tensor, Tensor]:
         """``(W [L, d, G·K], b [L, G·K])`` from the solver's variables (identity without preconditioner)."""
@@ -243,6 +268,8 @@ class _Logistic:
         d = self.X.shape[2]
         Zt = torch.bmm(Wp.mT, self.X.mT)  # [L, G·K, n]
         Zt += bp[:, :, None]
+        if self.class_mask is not None:
+            Zt += self.class_mask
         logp = torch.log_softmax(Zt.view(L, G, K, -1), 2)  # [L, G, K, n]
         nll = -logp.gather(2, self.idx).squeeze(2)  # [L, G, n]
         Wv = Wp.view(L, d, G, K)

@@ -20,7 +20,7 @@ from torch import nn
 from layerscope.errors import ConfigError
 from layerscope.probes._core import SufficientStats, predict_logits
 from layerscope.probes._logistic import _fit_logistic, warm_start_scale
-from layerscope.probes._mlp import check_mlp_params, train_mlp
+from layerscope.probes._mlp import check_mlp_params, resolve_precision, train_mlp
 from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, threads_for
 from layerscope.probes.solvers import lda_path, ridge_path
 
@@ -46,6 +46,9 @@ MLP_DEFAULTS: dict[str, Any] = {
     "max_epochs": 50,
     "batch_size": 256,
     "early_stopping": True,
+    # matmul precision of the batched one-hidden-layer trainer: "auto" = bfloat16 products with float32
+    # weights, optimizer state and losses (mixed precision) where the CPU has bfloat16 units, else float32
+    "precision": "auto",
 }
 
 
@@ -182,6 +185,81 @@ def fit_layers(
             class with fewer than 2 training examples).
         ConfigError: unknown family or bad grid / options.
     """
+    fit, _ = _fit_layers(
+        X, y, family=family, train=train, val=val, lambdas=lambdas, n_classes=n_classes,
+        class_weight=class_weight, seed=seed, max_iter=max_iter, tol=tol, mlp_options=mlp_options,
+        layer_lambdas=layer_lambdas,
+    )  # fmt: skip
+    return fit
+
+
+def fit_layers_with_control(
+    X: Any,
+    y: Any,
+    y_control: Any,
+    *,
+    family: str = "logistic",
+    train: Any,
+    val: Any,
+    lambdas: Any = None,
+    n_classes: int | None = None,
+    n_classes_control: int | None = None,
+    seed: int = 0,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    mlp_options: Mapping[str, Any] | None = None,
+) -> tuple[LayerwiseFit, LayerwiseFit]:
+    """A task probe and its control-task probe on every layer: same family, the task's λ per layer.
+
+    The result equals ``fit = fit_layers(X, y, ...)`` followed by
+    ``fit_layers(X, y_control, ..., layer_lambdas=fit.best_lambda)`` (Hewitt & Liang: the control probe has
+    the task probe's family and hyperparameters), but the two share work: the logistic family polishes the
+    task's chosen λ and fits the control in ONE L-BFGS whose evaluations read ``X`` once for both (the
+    control warm-started from its own ridge path at that λ); the one-hidden-layer MLP with a single weight
+    decay trains the task's and the control's probes as one batched model (same minibatches; each group
+    early-stops on its own validation accuracy). Other configurations run the two fits one after the other.
+    Up to solver round-off (the joint L-BFGS shares its line search), the numbers are those of the two
+    separate calls.
+
+    Args:
+        X, y, family, train, val, lambdas, n_classes, seed, max_iter, tol, mlp_options: as in
+            :func:`fit_layers` (no ``class_weight``: the control task has no class weighting to share).
+        y_control: control-task labels ``[n]`` in ``0..n_classes_control-1``.
+        n_classes_control: its number of classes (default ``max(y_control) + 1``).
+
+    Returns:
+        ``(task fit, control fit)``.
+    """
+    kw: dict[str, Any] = {
+        "family": family, "train": train, "val": val, "seed": seed, "max_iter": max_iter, "tol": tol,
+        "mlp_options": mlp_options,
+    }  # fmt: skip
+    fit, control = _fit_layers(
+        X, y, lambdas=lambdas, n_classes=n_classes, control=(y_control, n_classes_control), **kw
+    )
+    if control is None:  # no shared path for this family / configuration
+        control = fit_layers(X, y_control, n_classes=n_classes_control, layer_lambdas=fit.best_lambda, **kw)
+    return fit, control
+
+
+def _fit_layers(
+    X: Any,
+    y: Any,
+    *,
+    family: str,
+    train: Any,
+    val: Any,
+    lambdas: Any = None,
+    n_classes: int | None = None,
+    class_weight: Any = None,
+    seed: int = 0,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    mlp_options: Mapping[str, Any] | None = None,
+    layer_lambdas: Any = None,
+    control: tuple[Any, int | None] | None = None,
+) -> tuple[LayerwiseFit, LayerwiseFit | None]:
+    """:func:`fit_layers`; with ``control = (labels, K_c)`` also the control fit where it can share work."""
     if family not in FAMILIES:
         raise ConfigError(f"unknown probe family {family!r}; choose from {', '.join(FAMILIES)}")
     X3 = as_layers(X)
@@ -192,6 +270,12 @@ def fit_layers(
         raise ProbeDataError("train and val overlap; λ must be chosen on rows the probe was not fitted on")
     K = _n_classes(yt, n_classes)
     _check_class_counts(yt, tr, K)
+    yc: Tensor | None = None
+    Kc = 0
+    if control is not None:
+        yc = _labels(control[0], n)
+        Kc = _n_classes(yc, control[1])
+        _check_class_counts(yc, tr, Kc)
     fixed: Tensor | None = None
     if layer_lambdas is not None:
         per_layer = torch.as_tensor(np.asarray(layer_lambdas, dtype=np.float64)).reshape(-1)
@@ -231,7 +315,10 @@ def fit_layers(
     if family == "mlp":
         _check_finite(Xva.sum((1, 2)), "val")
         common.update(mean=mean.float(), scale=scale.float())
-        return _fit_mlp(Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common, fixed)
+        yc_split = None if yc is None else (yc[tr], yc[va], Kc)
+        return _fit_mlp(
+            Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common, fixed, yc_split
+        )
     stats = centred.scaled(1.0 / scale)
     with threads_for(Xtr.numel() * Xtr.shape[2]):
         stats.centred_eigh()
@@ -254,15 +341,52 @@ def fit_layers(
     best = _best_index(acc_grid) if fixed is None else fixed  # [L]
     rows = torch.arange(L)
     Wb, bb = W[rows, best], b[rows, best]  # [L, d, K], [L, K]
-    if family == "logistic":
+    control_fit: LayerwiseFit | None = None
+    if family == "logistic" and yc is not None and sw is None:
+        yctr, ycva = yc[tr], yc[va]
+        cgrid = torch.unique(grid[best])  # what fit_layers(layer_lambdas=...) searches: the chosen values
+        cfixed = torch.searchsorted(cgrid, grid[best])
+        Wc, bc = warm_start_scale(
+            Xtr, yctr, *ridge_path(_relabelled(stats, Xtr, yctr, Kc), cgrid, coding="onehot")
+        )
+        cscores = predict_logits(Xva, Wc.to(work), bc.to(work))  # [L, G', n_va, K_c]
+        cacc_grid = _accuracy(cscores, ycva)
+        Kj = max(K, Kc)
+        init = (
+            torch.stack(
+                [_pad_classes(Wb.to(work), Kj - K), _pad_classes(Wc[rows, cfixed].to(work), Kj - Kc)], 1
+            ),
+            torch.stack(
+                [_pad_classes(bb.to(work), Kj - K), _pad_classes(bc[rows, cfixed].to(work), Kj - Kc)], 1
+            ),
+        )  # [L, 2, d, Kj], [L, 2, Kj]: task polish from its grid stage, control from its ridge warm start
+        Wj, bj, extra = _fit_logistic(
+            Xtr, None, l2=grid[best][:, None].expand(L, 2), n_classes=Kj, init=init, max_iter=max_iter, tol=tol,
+            precondition=stats, label_sets=torch.stack([ytr, yctr]), set_classes=[K, Kc],
+        )  # fmt: skip
+        n_iter += extra
+        Wb, bb = Wj[:, 0, :, :K], bj[:, 0, :K]
+        Wcb, bcb = Wj[:, 1, :, :Kc].to(work).contiguous(), bj[:, 1, :Kc].to(work).contiguous()
+        control_fit = LayerwiseFit(
+            **{**common, "n_classes": Kc, "lambdas": cgrid},
+            best_lambda=cgrid[cfixed],
+            best_index=cfixed,
+            val_accuracy=_accuracy(predict_logits(Xva, Wcb, bcb), ycva),
+            val_accuracy_grid=cacc_grid,
+            train_accuracy=_accuracy(predict_logits(Xtr, Wcb, bcb), yctr),
+            weight=Wcb,
+            bias=bcb,
+            n_iter=extra,
+        )
+    elif family == "logistic":
         Wb, bb, extra = _fit_logistic(
             Xtr, ytr, l2=grid[best], n_classes=K, sample_weight=sw, init=(Wb, bb), max_iter=max_iter, tol=tol,
             precondition=stats,
         )  # fmt: skip
         n_iter += extra
-    Wb, bb = Wb.to(work), bb.to(work)
+    Wb, bb = Wb.to(work).contiguous(), bb.to(work).contiguous()
     polished = family == "logistic"
-    return LayerwiseFit(
+    fit = LayerwiseFit(
         **common,
         best_lambda=grid[best],
         best_index=best,
@@ -273,6 +397,23 @@ def fit_layers(
         bias=bb,
         n_iter=n_iter,
     )
+    return fit, control_fit
+
+
+def _relabelled(stats: SufficientStats, Xtr: Tensor, y: Tensor, K: int) -> SufficientStats:
+    """``stats`` of ``Xtr`` with other labels: only the label products are new (one narrow pass over ``Xtr``).
+
+    The Gram matrix, feature sums and the cached eigendecomposition do not depend on the labels and are shared.
+    """
+    Y = torch.nn.functional.one_hot(y, K).to(Xtr.dtype)  # [n, K]
+    xty = (Xtr.mT @ Y).double()  # [L, d, K]
+    counts = Y.sum(0).double()
+    out = SufficientStats(
+        n=stats.n, counts=counts, class_sums=xty.mT.clone(), xtx=stats.xtx, sum_x=stats.sum_x, xty=xty,
+        sum_y=counts.clone(),
+    )  # fmt: skip
+    out._eigh = stats.centred_eigh()
+    return out
 
 
 def _fit_mlp(
@@ -287,49 +428,70 @@ def _fit_mlp(
     options: Mapping[str, Any] | None,
     common: dict[str, Any],
     fixed: Tensor | None = None,
-) -> LayerwiseFit:
-    """MLP family: one small training run per (layer, weight decay); lean loop, early stopping on ``val``."""
+    control: tuple[Tensor, Tensor, int] | None = None,
+) -> tuple[LayerwiseFit, LayerwiseFit | None]:
+    """MLP family: one small training run per (layer, weight decay); lean loop, early stopping on ``val``.
+
+    ``control = (train labels, val labels, K_c)``: the control probes are trained in the same batched model
+    when there is one weight decay (the task's choice is then known in advance); otherwise None is returned
+    for them and the caller fits them separately.
+    """
     opts = {**MLP_DEFAULTS, **dict(options or {})}
     unknown = set(opts) - set(MLP_DEFAULTS)
     if unknown:
         raise ConfigError(f"unknown mlp_options {sorted(unknown)}; valid: {sorted(MLP_DEFAULTS)}")
-    check_mlp_params(**{k: opts[k] for k in MLP_DEFAULTS if k != "early_stopping"})
+    check_mlp_params(**{k: opts[k] for k in MLP_DEFAULTS if k not in ("early_stopping", "precision")})
+    mm_dtype = resolve_precision(str(opts["precision"]))
     if sw is not None:
         raise ConfigError("class_weight is not supported for the mlp family")
     L, G = Xtr.shape[0], grid.shape[0]
     if opts["n_layers"] == 1 and opts["rank"] is None:
         # the usual one-hidden-layer probe: every (layer, weight decay) trained together as one batched model
-        modules, acc_grid, epochs = _train_mlp_batched(Xtr, ytr, Xva, yva, grid, K, opts, seed)
+        joint = None
+        if control is not None and G == 1:
+            yc_tr, yc_va, Kc = control
+            joint = (yc_tr, yc_va, Kc, grid.expand(L))
+        modules, acc_all, epochs = _train_mlp_batched(
+            Xtr, ytr, Xva, yva, grid, K, opts, seed, mm_dtype, control=joint
+        )
+        acc_grid = acc_all[:, :G]
         best = _best_index(acc_grid) if fixed is None else fixed
         chosen = [modules[layer * G + int(best[layer])] for layer in range(L)]
-        with torch.no_grad():
-            tr_acc = torch.stack(
-                [(m(Xtr[i]).argmax(-1) == ytr).double().mean() for i, m in enumerate(chosen)]
-            )
-        return LayerwiseFit(
+        fit = LayerwiseFit(
             **common, best_lambda=grid[best], best_index=best, val_accuracy=acc_grid[torch.arange(L), best],
-            val_accuracy_grid=acc_grid, train_accuracy=tr_acc, modules=chosen, n_iter=epochs,
+            val_accuracy_grid=acc_grid, train_accuracy=_train_accuracy(chosen, Xtr, ytr), modules=chosen,
+            n_iter=epochs[0],
         )  # fmt: skip
+        if joint is None:
+            return fit, None
+        cmods = modules[L * G :]
+        zero = torch.zeros(L, dtype=torch.long)
+        control_fit = LayerwiseFit(
+            **{**common, "n_classes": Kc}, best_lambda=grid[zero], best_index=zero,
+            val_accuracy=acc_all[:, G], val_accuracy_grid=acc_all[:, G:], modules=cmods,
+            train_accuracy=_train_accuracy(cmods, Xtr, yc_tr), n_iter=epochs[1],
+        )  # fmt: skip
+        return fit, control_fit
     acc_grid = torch.zeros(L, G, dtype=torch.float64)  # [L, G]
     fitted: list[list[nn.Module]] = []
-    epochs = 0
+    n_epochs = 0
+    train_opts = {k: v for k, v in opts.items() if k != "precision"}  # the general loop runs in float32
     for layer in range(L):  # a loop is acceptable for the MLP family (small independent runs)
         per_layer: list[nn.Module] = []
         for g in range(G):
             run = train_mlp(
                 Xtr[layer], ytr, X_val=Xva[layer], y_val=yva, n_classes=K, weight_decay=float(grid[g]),
-                seed=seed + layer, **opts,
+                seed=seed + layer, **train_opts,
             )  # fmt: skip
-            epochs += run.n_epochs
+            n_epochs += run.n_epochs
             with torch.no_grad():
                 acc_grid[layer, g] = (run.module(Xva[layer]).argmax(-1) == yva).double().mean()
             per_layer.append(run.module)
         fitted.append(per_layer)
     best = _best_index(acc_grid) if fixed is None else fixed
     modules = [fitted[layer][int(best[layer])] for layer in range(L)]
-    with torch.no_grad():
-        tr_acc = torch.stack([(m(Xtr[i]).argmax(-1) == ytr).double().mean() for i, m in enumerate(modules)])
-    return LayerwiseFit(
+    tr_acc = _train_accuracy(modules, Xtr, ytr)
+    fit = LayerwiseFit(
         **common,
         best_lambda=grid[best],
         best_index=best,
@@ -337,8 +499,15 @@ def _fit_mlp(
         val_accuracy_grid=acc_grid,
         train_accuracy=tr_acc,
         modules=modules,
-        n_iter=epochs,
+        n_iter=n_epochs,
     )
+    return fit, None
+
+
+def _train_accuracy(modules: list[nn.Module], Xtr: Tensor, ytr: Tensor) -> Tensor:
+    """Training accuracy of each layer's module ``[L]``."""
+    with torch.no_grad():
+        return torch.stack([(m(Xtr[i]).argmax(-1) == ytr).double().mean() for i, m in enumerate(modules)])
 
 
 def _check_finite(summary: Tensor, name: str) -> None:
@@ -356,78 +525,154 @@ def _train_mlp_batched(
     K: int,
     opts: Mapping[str, Any],
     seed: int,
+    mm_dtype: torch.dtype = torch.float32,
     patience: int = 3,
-) -> tuple[list[nn.Module], Tensor, int]:
+    control: tuple[Tensor, Tensor, int, Tensor] | None = None,
+) -> tuple[list[nn.Module], Tensor, list[int]]:
     """Train L·G one-hidden-layer MLPs at once (layers × weight decays in the batch dim, ``baddbmm``).
 
     Adam on the summed per-model losses (cross-entropy + ½·wd·‖W‖², i.e. coupled L2 as in ``MLPProbe``),
     shared minibatch order, early stopping per model on validation accuracy (best weights kept), stop when no
-    model improved for ``patience`` epochs. Returns per-model modules (index ``layer·G + g``), ``[L, G]``
-    validation accuracy and the number of epochs run.
+    model improved for ``patience`` epochs. With ``mm_dtype=torch.bfloat16`` the training products run in
+    bfloat16 (inputs and weights rounded, float32 accumulation; weights, Adam state, losses and the
+    validation pass stay float32): standard mixed precision, 5-10× faster on CPUs with bfloat16 units.
+
+    ``control = (y_train, y_val, K_c, wd [L])`` trains the control task's L probes in the same batch (one
+    per layer, at the given weight decays): the same minibatches, every product batched with the task's,
+    initialised like a separate run with this seed; each group (task, control) stops on its own patience and
+    keeps its own best weights, so the task's probes are those of a task-only run.
+
+    Returns per-model modules (task: index ``layer·G + g``; then the control's L), ``[L, G]`` (task) or
+    ``[L, G + 1]`` (task, then control in the last column) validation accuracy, and the epochs per group.
     """
     L, n, d = Xtr.shape
     G, h = grid.shape[0], int(opts["hidden_size"])
     M = L * G
     gen = torch.Generator().manual_seed(seed)
     lim1, lim2 = 1 / d**0.5, 1 / h**0.5
-    W1 = ((torch.rand(M, d, h, generator=gen) * 2 - 1) * lim1).requires_grad_()  # models, d, hidden
-    b1 = ((torch.rand(M, 1, h, generator=gen) * 2 - 1) * lim1).requires_grad_()
-    W2 = ((torch.rand(M, h, K, generator=gen) * 2 - 1) * lim2).requires_grad_()  # models, hidden, K
-    b2 = ((torch.rand(M, 1, K, generator=gen) * 2 - 1) * lim2).requires_grad_()
+
+    def init(models: int, classes: int, g: torch.Generator) -> list[Tensor]:
+        return [
+            (torch.rand(models, d, h, generator=g) * 2 - 1) * lim1,  # models, d, hidden
+            (torch.rand(models, 1, h, generator=g) * 2 - 1) * lim1,
+            (torch.rand(models, h, classes, generator=g) * 2 - 1) * lim2,  # models, hidden, K
+            (torch.rand(models, 1, classes, generator=g) * 2 - 1) * lim2,
+        ]
+
+    Kc = control[2] if control is not None else K
+    Kj = max(K, Kc)
+    parts = init(M, K, gen)
+    labels_tr, labels_va = [ytr.view(1, -1).expand(M, -1)], [yva.view(1, -1).expand(M, -1)]
     wd = grid.to(torch.float32).repeat(L)  # models (layer-major)
+    sizes = [K] * M
+    if control is not None:  # a separate generator: the task's draws and minibatch order stay unchanged
+        cparts = init(L, Kc, torch.Generator().manual_seed(seed))
+        pad = [0, 0, Kj - K, Kj - K], [0, 0, Kj - Kc, Kj - Kc]
+        parts = [
+            torch.cat([_pad_classes(p, pad[0][i]), _pad_classes(c, pad[1][i])])
+            for i, (p, c) in enumerate(zip(parts, cparts, strict=True))
+        ]
+        labels_tr.append(control[0].view(1, -1).expand(L, -1))
+        labels_va.append(control[1].view(1, -1).expand(L, -1))
+        wd = torch.cat([wd, control[3].to(torch.float32)])
+        sizes += [Kc] * L
+    W1, b1, W2, b2 = (p.requires_grad_() for p in parts)
+    Mt = len(sizes)  # models in the batch: task (M) then control (L)
+    ytr_m, yva_m = torch.cat(labels_tr), torch.cat(labels_va)  # [Mt, n], [Mt, n_va]
+    mask = None
+    if min(sizes) < Kj:  # classes beyond a model's own K are masked out of its softmax
+        off = torch.arange(Kj)[None, :] >= torch.as_tensor(sizes)[:, None]  # [Mt, Kj]
+        mask = torch.zeros(Mt, 1, Kj).masked_fill_(off[:, None, :], float("-inf"))
+    penalised = bool((wd > 0).any())
     params = [W1, b1, W2, b2]
-    optim = torch.optim.Adam(params, lr=float(opts["lr"]))
+    optim = _adam(params, float(opts["lr"]))
     drop = float(opts["dropout"])
     bs = int(opts["batch_size"])
     Xtr32, Xva32 = Xtr.float(), Xva.float()
+    Xtr_mm = Xtr32.to(mm_dtype)  # one rounded copy, not one per minibatch
+    layer_of = torch.cat([torch.arange(M) // G] + ([torch.arange(L)] if control is not None else []))  # [Mt]
 
-    def logits(X: Tensor) -> Tensor:  # X: [L, b, d] -> [M, b, K]
-        xm = X.repeat_interleave(G, dim=0)
-        hid = torch.relu(torch.baddbmm(b1, xm, W1))
+    def logits(X: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:  # X: [L, b, d] -> [Mt, b, Kj]
+        xm = X if Mt == L else X.index_select(0, layer_of)  # each model reads its layer
+        w1, w2 = W1.to(dtype), W2.to(dtype)
+        hid = torch.relu(torch.baddbmm(b1.to(dtype), xm, w1))
         if drop and torch.is_grad_enabled():
             hid = torch.nn.functional.dropout(hid, drop, training=True)
-        return torch.baddbmm(b2, hid, W2)
+        out = torch.baddbmm(b2.to(dtype), hid, w2).float()
+        return out if mask is None else out + mask
 
-    best_acc = torch.full((M,), -1.0, dtype=torch.float64)
+    groups = [torch.arange(M)] + ([M + torch.arange(L)] if control is not None else [])
+    active = [True] * len(groups)
+    stale = [0] * len(groups)
+    epochs = [0] * len(groups)
+    best_acc = torch.full((Mt,), -1.0, dtype=torch.float64)
     best = [p.detach().clone() for p in params]
-    stale, epochs = 0, 0
-    for _ in range(int(opts["max_epochs"])):
-        epochs += 1
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, bs):
-            idx = order[start : start + bs]
-            out = logits(Xtr32[:, idx])  # M, b, K
-            ce = (
-                torch.nn.functional.cross_entropy(out.reshape(-1, K), ytr[idx].repeat(M), reduction="none")
-                .view(M, -1)
-                .mean(1)
-            )
-            reg = 0.5 * wd * (W1.pow(2).sum((1, 2)) + W2.pow(2).sum((1, 2)))
-            optim.zero_grad(set_to_none=True)
-            (ce + reg).sum().backward()
-            optim.step()
-        with torch.no_grad():
-            acc = (logits(Xva32).argmax(-1) == yva.view(1, -1)).double().mean(1)  # M
-            better = acc > best_acc + 1e-12
-            if better.any():
-                best_acc = torch.where(better, acc, best_acc)
-                for keep, p in zip(best, params, strict=True):
-                    keep[better] = p.detach()[better]
-                stale = 0
-            else:
-                stale += 1
-        if opts.get("early_stopping", True) and stale >= patience:
-            break
+    # bfloat16 products take about a millisecond per minibatch, so the step is bound by small ops whose OpenMP
+    # fork/join costs more than they do (and far more on a shared machine): one thread. float32: by size.
+    work = 0 if mm_dtype == torch.bfloat16 else Mt * bs * d * h
+    with threads_for(work):
+        for _ in range(int(opts["max_epochs"])):
+            for gi in range(len(groups)):
+                epochs[gi] += int(active[gi])
+            order = torch.randperm(n, generator=gen)
+            for start in range(0, n, bs):
+                idx = order[start : start + bs]
+                out = logits(
+                    Xtr_mm.index_select(1, idx), mm_dtype
+                )  # Mt, b, Kj (index_select: 4× faster gather)
+                yb = ytr_m.index_select(1, idx)  # Mt, b
+                ce = torch.nn.functional.cross_entropy(out.reshape(-1, Kj), yb.reshape(-1), reduction="none")
+                loss = ce.view(Mt, -1).mean(1).sum()
+                if penalised:
+                    loss = loss + (0.5 * wd * (W1.pow(2).sum((1, 2)) + W2.pow(2).sum((1, 2)))).sum()
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+            with torch.no_grad():
+                acc = (logits(Xva32).argmax(-1) == yva_m).double().mean(1)  # Mt
+                for gi, members in enumerate(groups):
+                    if not active[gi]:
+                        continue  # a stopped group keeps the best weights it had when it stopped
+                    better = torch.zeros(Mt, dtype=torch.bool)
+                    better[members] = acc[members] > best_acc[members] + 1e-12
+                    if better.any():
+                        best_acc = torch.where(better, acc, best_acc)
+                        for keep, p in zip(best, params, strict=True):
+                            keep[better] = p.detach()[better]
+                        stale[gi] = 0
+                    else:
+                        stale[gi] += 1
+                    if opts.get("early_stopping", True) and stale[gi] >= patience:
+                        active[gi] = False
+            if not any(active):
+                break
     modules: list[nn.Module] = []
-    for m in range(M):
-        first, second = nn.Linear(d, h), nn.Linear(h, K)
+    for m in range(Mt):
+        k = sizes[m]
+        first, second = nn.Linear(d, h), nn.Linear(h, k)
         with torch.no_grad():
             first.weight.copy_(best[0][m].T)
             first.bias.copy_(best[1][m, 0])
-            second.weight.copy_(best[2][m].T)
-            second.bias.copy_(best[3][m, 0])
+            second.weight.copy_(best[2][m, :, :k].T)
+            second.bias.copy_(best[3][m, 0, :k])
         modules.append(nn.Sequential(first, nn.ReLU(), second).eval())
-    return modules, best_acc.view(L, G), epochs
+    acc_out = best_acc[:M].view(L, G)
+    if control is not None:
+        acc_out = torch.cat([acc_out, best_acc[M:, None]], 1)
+    return modules, acc_out, epochs
+
+
+def _pad_classes(p: Tensor, extra: int) -> Tensor:
+    """Zero columns appended to the class axis (last) of an output-layer parameter."""
+    return p if extra <= 0 else torch.cat([p, p.new_zeros(*p.shape[:-1], extra)], -1)
+
+
+def _adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """Adam, fused (one kernel for every parameter: ~5× faster steps on CPU) where this torch supports it."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch: no fused CPU kernel
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _accuracy(logits: Tensor, y: Tensor) -> Tensor:

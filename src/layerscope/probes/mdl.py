@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -67,43 +68,87 @@ def online_code(
         seed: order of the items.
         max_iter: L-BFGS iterations per block; each block's probe starts from the previous block's solution.
     """
-    from .solvers import fit_logistic, predict_logits
+    return online_codes(
+        X, [y], n_classes=[n_classes], l2=l2, seed=seed, fractions=fractions, max_iter=max_iter
+    )[0]
+
+
+def online_codes(
+    X: torch.Tensor,
+    ys: Sequence[torch.Tensor],
+    *,
+    n_classes: Sequence[int],
+    l2: float | torch.Tensor = 1.0,
+    seed: int = 0,
+    fractions: tuple[float, ...] = FRACTIONS,
+    max_iter: int = 50,
+) -> list[OnlineCode]:
+    """:func:`online_code` of several labelings of the same items at once (e.g. a task and its control task).
+
+    Every labeling gets the same item order, blocks, standardisation and per-layer ``l2``; their probes are
+    fitted in ONE L-BFGS per block (``_fit_logistic`` with one label set per column: each evaluation reads
+    ``X`` once for all of them), each restricted to its own ``n_classes[s]`` classes.
+
+    Args:
+        X: ``[L, n, d]``; ys: ``S`` label vectors ``[n]``; n_classes: ``S`` class counts; the rest as in
+            :func:`online_code`.
+
+    Returns:
+        One :class:`OnlineCode` per labeling, in order.
+    """
+    from ._logistic import _fit_logistic
+    from .solvers import predict_logits
 
     if X.ndim != 3:
         raise ConfigError(f"online_code needs X of shape [layers, n, d], got {tuple(X.shape)}")
     L, n, _ = X.shape
-    if n < 2 or len(y) != n:
+    sizes = [int(k) for k in n_classes]
+    if not ys or len(sizes) != len(ys):
+        raise ConfigError(f"online_codes needs one n_classes per label vector ({len(ys)} vs {len(sizes)})")
+    if n < 2 or any(len(y) != n for y in ys):
         raise ConfigError(
-            f"online_code needs >= 2 items with one label each (got {n} items, {len(y)} labels)"
+            f"online_code needs >= 2 items with one label each (got {n} items, {[len(y) for y in ys]} labels)"
         )
-    if n_classes < 2:
+    if min(sizes) < 2:
         raise ConfigError("online_code needs at least 2 classes")
+    S, K = len(sizes), max(sizes)
     order = torch.as_tensor(np.random.default_rng(seed).permutation(n))
-    Xo, yo = X[:, order].float(), y[order].long()
+    Xo = X[:, order].float()
+    yo = torch.stack([torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y) for y in ys])
+    yo = yo.long()[:, order]  # [S, n]
+    lam = torch.as_tensor(l2, dtype=torch.float64).reshape(-1, 1).expand(L, S)  # [L, S]
     ends = block_ends(n, fractions)
-    log2k = math.log2(n_classes)
-    bits = np.zeros((L, len(ends)))
-    bits[:, 0] = ends[0] * log2k
+    log2k = np.log2(sizes)  # [S]
+    bits = np.zeros((S, L, len(ends)))
+    bits[:, :, 0] = ends[0] * log2k[:, None]
     init = None
     for i in range(1, len(ends)):
         lo, hi = int(ends[i - 1]), int(ends[i])
         train = Xo[:, :lo]
         mu = train.mean(1, keepdim=True)
         sd = train.std(1, keepdim=True, unbiased=False).clamp_min(1e-6) if lo > 1 else torch.ones_like(mu)
-        W, b = fit_logistic(
-            (train - mu) / sd, yo[:lo], l2=l2, n_classes=n_classes, max_iter=max_iter, init=init
-        )
+        W, b, _ = _fit_logistic(
+            (train - mu) / sd, None, l2=lam, n_classes=K, max_iter=max_iter, init=init, tol=1e-6,
+            label_sets=yo[:, :lo], set_classes=sizes,
+        )  # fmt: skip
         init = (W, b)  # warm start: the next prefix only adds data
-        logits = predict_logits((Xo[:, lo:hi] - mu) / sd, W, b)  # L, block, K
-        logp = torch.log_softmax(logits.double(), dim=-1)
-        nll = -logp.gather(-1, yo[lo:hi].view(1, -1, 1).expand(L, -1, 1)).squeeze(-1)  # L, block (nats)
-        bits[:, i] = (nll.sum(1) / math.log(2)).cpu().numpy()
-    total = bits.sum(1)
-    uniform = n * log2k
-    return OnlineCode(
-        codelength_bits=total,
-        uniform_bits=uniform,
-        compression=uniform / total,
-        block_sizes=np.diff(np.concatenate([[0], ends])),
-        block_bits=bits,
-    )
+        logits = predict_logits((Xo[:, lo:hi] - mu) / sd, W, b)  # [L, S, block, K]
+        for s, k in enumerate(sizes):
+            logp = torch.log_softmax(logits[:, s, :, :k].double(), dim=-1)  # [L, block, K_s]
+            target = yo[s, lo:hi].view(1, -1, 1).expand(L, -1, 1)
+            nll = -logp.gather(-1, target).squeeze(-1)  # [L, block] (nats)
+            bits[s, :, i] = (nll.sum(1) / math.log(2)).cpu().numpy()
+    out = []
+    for s in range(S):
+        total = bits[s].sum(1)
+        uniform = n * float(log2k[s])
+        out.append(
+            OnlineCode(
+                codelength_bits=total,
+                uniform_bits=uniform,
+                compression=uniform / total,
+                block_sizes=np.diff(np.concatenate([[0], ends])),
+                block_bits=bits[s],
+            )
+        )
+    return out

@@ -121,14 +121,34 @@ def _fit_and_score(
 ) -> tuple[np.ndarray, Any]:
     from .layerwise import fit_layers
 
-    train, val, test = rows.split == 0, rows.split == 1, rows.split == 2
+    train, val = rows.split == 0, rows.split == 1
     fit = fit_layers(
         rows.X, y, family=family, train=train, val=val, n_classes=n_classes, seed=seed,
         layer_lambdas=layer_lambdas,
     )  # fmt: skip
+    return _test_correct(rows, y, fit), fit
+
+
+def _fit_and_score_with_control(
+    rows: _Rows, y: np.ndarray, yc: np.ndarray, family: str, n_classes: int, n_control: int, seed: int
+) -> tuple[np.ndarray, Any, np.ndarray]:
+    """Task and control probes (the task's λ per layer) in shared work; test correctness of both."""
+    from .layerwise import fit_layers_with_control
+
+    train, val = rows.split == 0, rows.split == 1
+    fit, cfit = fit_layers_with_control(
+        rows.X, y, yc, family=family, train=train, val=val, n_classes=n_classes,
+        n_classes_control=n_control, seed=seed,
+    )  # fmt: skip
+    return _test_correct(rows, y, fit), fit, _test_correct(rows, yc, cfit)
+
+
+def _test_correct(rows: _Rows, y: np.ndarray, fit: Any) -> np.ndarray:
+    """``[L, n_test]``: whether each layer's probe gets each test row right."""
+    test = rows.split == 2
     out = fit.predict_proba(rows.X[:, torch.from_numpy(test)])
     proba = out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
-    return proba.argmax(-1) == y[test][None, :], fit
+    return proba.argmax(-1) == y[test][None, :]
 
 
 def probe(
@@ -213,19 +233,21 @@ def probe(
             for fam in vfams:
                 acc_b, ctrl_b, acc, ctrl, best_l2 = [], [], [], [], None
                 for seed in seeds:
-                    correct, fit = _fit_and_score(rows, rows.y, FAMILIES[fam], K, int(seed))
-                    acc.append(correct.mean(1))
-                    acc_b.append(_bootstrap(correct, rows.example[test], idx))
-                    best_l2 = getattr(fit, "best_lambda", None)
                     if control:
                         ctask = task.control(seed=int(seed))
                         yc = _control_targets(ctask, rows)
-                        # same family and hyperparameters as the task probe (Hewitt & Liang)
-                        ccorrect, _ = _fit_and_score(
-                            rows, yc, FAMILIES[fam], len(ctask.classes), int(seed), fit.best_lambda
+                        # same family and hyperparameters as the task probe (Hewitt & Liang), fitted
+                        # alongside it (shared passes over the activations)
+                        correct, fit, ccorrect = _fit_and_score_with_control(
+                            rows, rows.y, yc, FAMILIES[fam], K, len(ctask.classes), int(seed)
                         )
                         ctrl.append(ccorrect.mean(1))
                         ctrl_b.append(_bootstrap(ccorrect, rows.example[test], idx))
+                    else:
+                        correct, fit = _fit_and_score(rows, rows.y, FAMILIES[fam], K, int(seed))
+                    acc.append(correct.mean(1))
+                    acc_b.append(_bootstrap(correct, rows.example[test], idx))
+                    best_l2 = getattr(fit, "best_lambda", None)
                 base = {
                     "model": subject.name,
                     "variant": variant,
@@ -278,26 +300,20 @@ def _mdl_rows(
     best_l2: Any,
     seed: int,
 ) -> None:
-    from .mdl import online_code
+    from .mdl import online_codes
 
     train = rows.split == 0
     l2 = torch.as_tensor(np.asarray(best_l2, dtype=np.float32)) if best_l2 is not None else 1.0
-    code = online_code(
-        rows.X[:, torch.from_numpy(train)], torch.from_numpy(rows.y[train]), n_classes=K, l2=l2, seed=seed
-    )
-    _add(out, base, sites, "codelength_bits", code.codelength_bits, None)
-    _add(out, base, sites, "compression", code.compression, None)
-    if control:
+    ys, sizes = [torch.from_numpy(rows.y[train])], [K]
+    if control:  # the control code shares the item order, blocks, λ and every pass over the activations
         ctask = task.control(seed=seed)
-        yc = _control_targets(ctask, rows)
-        ccode = online_code(
-            rows.X[:, torch.from_numpy(train)],
-            torch.from_numpy(yc[train]),
-            n_classes=len(ctask.classes),
-            l2=l2,
-            seed=seed,
-        )
-        _add(out, base, sites, "control_compression", ccode.compression, None)
+        ys.append(torch.from_numpy(_control_targets(ctask, rows)[train]))
+        sizes.append(len(ctask.classes))
+    codes = online_codes(rows.X[:, torch.from_numpy(train)], ys, n_classes=sizes, l2=l2, seed=seed)
+    _add(out, base, sites, "codelength_bits", codes[0].codelength_bits, None)
+    _add(out, base, sites, "compression", codes[0].compression, None)
+    if control:
+        _add(out, base, sites, "control_compression", codes[1].compression, None)
 
 
 def _add(

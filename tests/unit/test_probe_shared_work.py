@@ -1,0 +1,164 @@
+"""Shared work between a task and its control task: joint logistic fits, joint MLP training, joint MDL codes,
+and the mixed-precision MLP trainer. Each shared path must give the numbers of the separate fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from layerscope.errors import ConfigError, DataError
+from layerscope.probes import fit_layers, fit_logistic
+from layerscope.probes._logistic import _fit_logistic
+from layerscope.probes._mlp import resolve_precision
+from layerscope.probes.layerwise import fit_layers_with_control
+from layerscope.probes.mdl import online_code, online_codes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _data(n: int = 300, d: int = 6, K: int = 3, L: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``X [L, n, d]`` float32 with class-dependent means per layer, labels ``[n]`` (every class present)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n)
+    y[:K] = np.arange(K)
+    X = rng.normal(size=(L, K, d))[:, y] * np.linspace(0.5, 1.5, L)[:, None, None] + rng.normal(
+        size=(L, n, d)
+    )
+    return X.astype(np.float32), y
+
+
+def _control(n: int, K: int, seed: int = 1) -> np.ndarray:
+    """Random control labels with ``K`` classes (every class present)."""
+    yc = np.random.default_rng(seed).integers(0, K, n)
+    yc[:K] = np.arange(K)
+    return yc
+
+
+def _splits(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    part = np.arange(n) % 5
+    return part < 3, part == 3, part == 4
+
+
+@pytest.mark.parametrize("Kc", [3, 2])
+def test_logistic_with_control_equals_task_then_control(Kc: int) -> None:
+    X, y = _data()
+    X = X.astype(np.float64)  # fitted in float64: both runs converge to tol, so they agree closely
+    yc = _control(300, Kc)
+    train, val, _ = _splits(300)
+    opts = {"family": "logistic", "train": train, "val": val, "tol": 1e-7, "max_iter": 500}
+    task, control = fit_layers_with_control(X, y, yc, **opts)
+    alone = fit_layers(X, y, **opts)
+    alone_control = fit_layers(X, yc, layer_lambdas=alone.best_lambda, **opts)
+    np.testing.assert_array_equal(task.best_lambda.numpy(), alone.best_lambda.numpy())
+    np.testing.assert_array_equal(control.best_lambda.numpy(), task.best_lambda.numpy())  # H&L: same λ
+    assert control.n_classes == Kc and control.predict_proba(X).shape == (3, 300, Kc)
+    torch.testing.assert_close(task.predict_proba(X), alone.predict_proba(X), atol=2e-4, rtol=0)
+    torch.testing.assert_close(control.predict_proba(X), alone_control.predict_proba(X), atol=2e-4, rtol=0)
+    torch.testing.assert_close(control.val_accuracy_grid, alone_control.val_accuracy_grid)
+
+
+def test_mlp_with_control_trains_both_groups_as_their_separate_runs() -> None:
+    X, y = _data()
+    yc = _control(300, 3)  # same K: the separate control run then draws the same minibatch order
+    train, val, _ = _splits(300)
+    opts = {
+        "family": "mlp",
+        "train": train,
+        "val": val,
+        "mlp_options": {"hidden_size": 8, "max_epochs": 12, "precision": "float32"},
+    }
+    task, control = fit_layers_with_control(X, y, yc, seed=3, **opts)
+    alone = fit_layers(X, y, seed=3, **opts)
+    alone_control = fit_layers(X, yc, seed=3, layer_lambdas=alone.best_lambda, **opts)
+    torch.testing.assert_close(task.predict_proba(X), alone.predict_proba(X), atol=1e-5, rtol=0)
+    torch.testing.assert_close(control.predict_proba(X), alone_control.predict_proba(X), atol=1e-5, rtol=0)
+    assert (task.n_iter, control.n_iter) == (alone.n_iter, alone_control.n_iter)
+    # a control task with fewer classes: its probes only ever score its own classes
+    _, small = fit_layers_with_control(X, y, _control(300, 2), seed=3, **opts)
+    assert small.predict_proba(X).shape == (3, 300, 2)
+
+
+def test_with_control_falls_back_to_separate_fits_where_nothing_is_shared() -> None:
+    X, y = _data()
+    yc = _control(300, 2)
+    train, val, _ = _splits(300)
+    task, control = fit_layers_with_control(X, y, yc, family="ridge", train=train, val=val)
+    alone = fit_layers(X, yc, family="ridge", train=train, val=val, layer_lambdas=task.best_lambda)
+    torch.testing.assert_close(control.predict_proba(X), alone.predict_proba(X))
+
+
+def test_with_control_rejects_bad_control_labels() -> None:
+    X, y = _data()
+    train, val, _ = _splits(300)
+    with pytest.raises(DataError, match="single class"):
+        fit_layers_with_control(X, y, np.zeros(300, int), train=train, val=val)
+    with pytest.raises(DataError, match=r"300 rows .* 299 labels"):
+        fit_layers_with_control(X, y, _control(299, 2), train=train, val=val)
+    with pytest.raises(DataError, match="n_classes=2"):
+        fit_layers_with_control(X, y, _control(300, 3), n_classes_control=2, train=train, val=val)
+
+
+def test_label_sets_fit_each_column_as_its_own_problem() -> None:
+    X, y = _data(n=200, L=2)
+    X = X.astype(np.float64)
+    yc = _control(200, 2)
+    lam = torch.tensor([[1.0, 3.0], [0.5, 0.5]], dtype=torch.float64)
+    W, b = fit_logistic(X, y, l2=lam[:, 0], n_classes=3, tol=1e-9, max_iter=500)
+    Wc, bc = fit_logistic(X, yc, l2=lam[:, 1], n_classes=2, tol=1e-9, max_iter=500)
+    Wj, bj, _ = _fit_logistic(
+        X, None, l2=lam, n_classes=3, tol=1e-9, max_iter=500, label_sets=np.stack([y, yc]), set_classes=[3, 2]
+    )
+    Xt = torch.from_numpy(X)
+
+    def proba(W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # the intercept has a gauge: compare these
+        return torch.softmax(Xt @ W + b[:, None, :], -1)
+
+    torch.testing.assert_close(proba(Wj[:, 0], bj[:, 0]), proba(W, b), atol=1e-6, rtol=0)
+    torch.testing.assert_close(proba(Wj[:, 1, :, :2], bj[:, 1, :2]), proba(Wc, bc), atol=1e-6, rtol=0)
+    assert float(Wj[:, 1, :, 2].abs().max()) == 0.0  # the masked class never moves
+    with pytest.raises(DataError, match="label_sets must be"):
+        _fit_logistic(X, None, l2=lam, n_classes=3, label_sets=np.stack([y]), set_classes=[3])
+    with pytest.raises(DataError, match="label set g"):
+        _fit_logistic(X, None, l2=lam, n_classes=3, label_sets=np.stack([y, y]), set_classes=[3, 2])
+
+
+def test_joint_online_codes_match_separate_codes() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, d = 1500, 6
+    y = torch.randint(0, 3, (n,), generator=g)
+    yc = torch.randint(0, 2, (n,), generator=g)
+    signal = torch.nn.functional.one_hot(y, 3).float() @ torch.randn(3, d, generator=g) * 2
+    X = torch.stack([signal + torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)])
+    task, control = online_codes(X, [y, yc], n_classes=[3, 2], l2=torch.tensor([1.0, 10.0]), seed=2)
+    alone = online_code(X, y, n_classes=3, l2=torch.tensor([1.0, 10.0]), seed=2)
+    alone_control = online_code(X, yc, n_classes=2, l2=torch.tensor([1.0, 10.0]), seed=2)
+    # Blocks 1-3 are fitted on 2-6 items: a class absent from them has no finite intercept (the fit runs
+    # off towards -inf until it stops), so those bits depend on the path; from 12 items on they agree.
+    np.testing.assert_allclose(task.block_bits[:, 4:], alone.block_bits[:, 4:], rtol=1e-3, atol=0.02)
+    np.testing.assert_allclose(
+        control.block_bits[:, 4:], alone_control.block_bits[:, 4:], rtol=1e-3, atol=0.02
+    )
+    np.testing.assert_array_equal(task.block_sizes, alone.block_sizes)
+    assert control.uniform_bits == pytest.approx(n)  # its own K: log2(2) bits per item
+    (single,) = online_codes(X, [y], n_classes=[3], l2=torch.tensor([1.0, 10.0]), seed=2)
+    np.testing.assert_array_equal(single.block_bits, alone.block_bits)
+    with pytest.raises(ConfigError, match="one n_classes per label"):
+        online_codes(X, [y, yc], n_classes=[3], seed=2)
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        online_codes(X, [y, yc], n_classes=[3, 1], seed=2)
+
+
+def test_mixed_precision_mlp_learns_as_well_as_float32() -> None:
+    X, y = _data(n=1500, K=4)
+    train, val, test = _splits(1500)
+    accs = {}
+    for precision in ("float32", "bfloat16"):
+        options = {"hidden_size": 16, "batch_size": 32, "precision": precision}
+        fit = fit_layers(X, y, family="mlp", train=train, val=val, mlp_options=options)
+        accs[precision] = fit.accuracy(X[:, test], y[test]).numpy()
+    assert accs["float32"].min() > 0.5  # well above chance (0.25): the check below is not vacuous
+    np.testing.assert_allclose(accs["bfloat16"], accs["float32"], atol=0.05)
+    assert resolve_precision("auto") in (torch.float32, torch.bfloat16)
+    with pytest.raises(ConfigError, match="precision"):
+        fit_layers(X, y, family="mlp", train=train, val=val, mlp_options={"precision": "float8"})
