@@ -32,6 +32,7 @@ import torch
 from ..capture import capture
 from ..capture.hooks import adapter_of
 from ..errors import ConfigError
+from ..models.fold import folded_batchnorm
 from .objectives import Objective
 from .param import Parametrization
 from .regularizers import Regularizer
@@ -94,6 +95,19 @@ def evaluate(
         return objective(trace)
 
 
+def _inputs_of(
+    param: Parametrization, rendered: torch.Tensor, transform: Transform | None, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Model inputs of a rendering: transformed (or resized) to the model's input size."""
+    x = rendered
+    if transform is not None:
+        x = transform(rendered, out_size=getattr(param, "input_size", None), generator=gen)
+    elif getattr(param, "input_size", None) not in (None, rendered.shape[-1]) and rendered.ndim == 4:
+        size = int(param.input_size)  # type: ignore[attr-defined]
+        x = torch.nn.functional.interpolate(rendered, size=(size, size), mode="bilinear", align_corners=False)
+    return param.model_inputs(x)
+
+
 def _step_scores(
     model: Any,
     module: torch.nn.Module,
@@ -105,13 +119,7 @@ def _step_scores(
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     rendered = param.render()
-    x = rendered
-    if transform is not None:
-        x = transform(rendered, out_size=getattr(param, "input_size", None), generator=gen)
-    elif getattr(param, "input_size", None) not in (None, rendered.shape[-1]) and rendered.ndim == 4:
-        size = int(param.input_size)  # type: ignore[attr-defined]
-        x = torch.nn.functional.interpolate(rendered, size=(size, size), mode="bilinear", align_corners=False)
-    inputs = param.model_inputs(x)
+    inputs = _inputs_of(param, rendered, transform, gen)
     with capture(model, list(objective.sites), stop=True, detach=False) as trace:
         forward(module, inputs)
     score = objective(trace)  # batch
@@ -285,28 +293,54 @@ def optimize(
     module, _ = adapter_of(model)
     was_training = module.training
     module.eval()
+
+    def representative() -> Any:  # one full forward on a first rendering: BatchNorm folding finds its pairs
+        gen = torch.Generator().manual_seed(int(seed))
+        return forward(module, _inputs_of(param, param.render().detach(), transform, gen))
+
     try:
-        if lr == "auto":
-            lr = _find_lr(model, module, objective, param, steps, transform, regularizers, forward, seed)
-        if not isinstance(lr, int | float) or lr <= 0:
-            raise ConfigError(f"lr must be a positive number or 'auto', got {lr!r}")
-        return _run(
-            model,
-            module,
-            objective,
-            param,
-            steps=steps,
-            lr=float(lr),
-            transform=transform,
-            regularizers=regularizers,
-            forward=forward,
-            seed=seed,
-            progress=progress,
-            keep_best=keep_best,
-            description=objective.description[:40],
-        )
+        with folded_batchnorm(module, representative):  # eval BatchNorm merged into its conv: no BN passes
+            return _optimize_folded(
+                model, module, objective, param, steps, lr, transform, regularizers, forward, seed, progress,
+                keep_best,
+            )  # fmt: skip
     finally:
         module.train(was_training)
+
+
+def _optimize_folded(
+    model: Any,
+    module: torch.nn.Module,
+    objective: Objective,
+    param: Parametrization,
+    steps: int,
+    lr: float | str,
+    transform: Transform | None,
+    regularizers: Sequence[Regularizer],
+    forward: ForwardFn,
+    seed: int,
+    progress: bool,
+    keep_best: bool,
+) -> OptimizeOutput:
+    if lr == "auto":
+        lr = _find_lr(model, module, objective, param, steps, transform, regularizers, forward, seed)
+    if not isinstance(lr, int | float) or lr <= 0:
+        raise ConfigError(f"lr must be a positive number or 'auto', got {lr!r}")
+    return _run(
+        model,
+        module,
+        objective,
+        param,
+        steps=steps,
+        lr=float(lr),
+        transform=transform,
+        regularizers=regularizers,
+        forward=forward,
+        seed=seed,
+        progress=progress,
+        keep_best=keep_best,
+        description=objective.description[:40],
+    )
 
 
 def _find_lr(
