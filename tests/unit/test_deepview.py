@@ -173,6 +173,9 @@ def test_result_shapes_frame_figure_and_round_trip(blob_result, tmp_path):
     fig = r.figure()
     assert len(fig.layout.updatemenus[0].buttons) == 3
     assert fig.layout.meta == {"layerscope_click": "nearest"}  # the report's click-to-examples panel
+    maps = [t for t in fig.data if t.type == "image"]
+    # PNG data URIs: plotly.js cannot draw image traces whose ``z`` arrives as a typed array (blank map)
+    assert len(maps) == 3 and all(t.z is None and t.source.startswith("data:image/png;base64,") for t in maps)
     assert len(r.figures()) == 2 and "Q_kNN" in r.summary()
     back = DeepViewResult.load(r.save(tmp_path / "dv"))
     np.testing.assert_array_equal(back.coords, r.coords)

@@ -166,6 +166,7 @@ class DeepViewResult(Result):
         import plotly.graph_objects as go
 
         from ..report.figures import COLORWAY, apply_style
+        from ..report.images import png_data_uri
 
         fig = go.Figure()
         names = np.asarray([*self.class_names, "?"])
@@ -191,7 +192,9 @@ class DeepViewResult(Result):
             r = self.grid_classes.shape[-1]
             fig.add_trace(
                 go.Image(
-                    z=self.background_rgb(li),
+                    # a PNG data URI, not ``z``: plotly.js cannot draw typed-array ``z`` image traces (blank
+                    # map, "createImageData" error in the browser)
+                    source=png_data_uri(self.background_rgb(li)),
                     x0=x0,
                     dx=(x1 - x0) / (r - 1),
                     y0=y0,
