@@ -154,6 +154,24 @@ def test_image_grid_renders(tmp_path: Path, open_report: Opener) -> None:
     opened.assert_clean()
 
 
+def test_token_heatmap_and_decision_map_render(tmp_path: Path, open_report: Opener) -> None:
+    """Attribution token heat maps (labelled rows, NaN padding) and image-backed maps draw without errors."""
+    from layerscope.attribution.result import AttributionResult
+
+    scores = np.array([[0.5, -0.2, 0.1], [0.1, np.nan, np.nan]])
+    res = AttributionResult(
+        method="integrated-gradients", site="embed", model="m", baseline="pad", texts=["a b c", "d"],
+        example=np.array([0, 1]), target=["pos", "neg"], tokens=[["a", "b", "c"], ["d"]], scores=scores,
+        words=[["a", "b", "c"], ["d"]], word_scores=scores, delta=np.zeros(2), steps=np.zeros(2, int),
+        f_input=np.zeros(2), f_baseline=np.zeros(2), evaluations=np.zeros(2, int),
+    )  # fmt: skip
+    rep = Report("tokens")
+    rep.add(res)
+    opened = open_report(rep.write(tmp_path / "tokens.html"))
+    assert opened.page.locator("div.figure .main-svg").count() >= 1  # drawn, not a zero-size canvas
+    opened.assert_clean()
+
+
 def test_click_lists_the_nearest_points(tmp_path: Path, open_report: Opener) -> None:
     """A figure with ``meta.layerscope_click = "nearest"`` (DeepView maps) lists the examples nearest a click."""
     xs = np.linspace(0, 1, 6)

@@ -131,7 +131,8 @@ class AttributionResult(Result):
             )
         )
         fig.update_xaxes(title_text="position", showgrid=False)
-        fig.update_yaxes(type="category", tickvals=list(range(n)), ticktext=labels, autorange="reversed")
+        # numeric rows with their labels as ticks (a category axis without y values drew a zero-size canvas)
+        fig.update_yaxes(tickmode="array", tickvals=list(range(n)), ticktext=labels, autorange="reversed")
         fig.update_layout(title={"text": f"{self.method} at {self.site} ({self.baseline} baseline)"})
         return apply_style(fig, height=min(900, 120 + 34 * n))
 
