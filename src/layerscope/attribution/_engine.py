@@ -202,6 +202,18 @@ class Engine:
         else:
             total.index_add_(0, dev_idx, contrib)
 
+    def _target_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs grouped by example: ``slots [n_examples, T]`` (pair of each target slot, -1: none) and one
+        representative pair per example (the rows of shared-row methods are made for it)."""
+        groups: dict[int, list[int]] = {}
+        for p, b in enumerate(self.pairs.sample.tolist()):
+            groups.setdefault(int(b), []).append(p)
+        T = max(len(v) for v in groups.values())
+        slots = torch.full((int(self.pairs.sample.max()) + 1, T), -1, dtype=torch.long)
+        for b, ps in groups.items():
+            slots[b, : len(ps)] = torch.tensor(ps)
+        return slots, torch.tensor([ps[0] for ps in groups.values()])
+
     def grad_sum_shared(self, n_per_pair: int, make_rows: RowMaker, weights: torch.Tensor) -> torch.Tensor:
         """``grad_sum`` for targets that share their rows (several targets of one example, e.g. continuation
         tokens): one forward pass per row and one vmapped backward for all of the example's targets.
@@ -210,14 +222,8 @@ class Engine:
         to one row per (target, step) when the model's backward cannot be vmapped.
         """
         x = self.x
-        groups: dict[int, list[int]] = {}
-        for p, b in enumerate(self.pairs.sample.tolist()):
-            groups.setdefault(int(b), []).append(p)
-        T = max(len(v) for v in groups.values())
-        slots = torch.full((int(self.pairs.sample.max()) + 1, T), -1, dtype=torch.long)
-        for b, ps in groups.items():
-            slots[b, : len(ps)] = torch.tensor(ps)
-        reps = torch.tensor([ps[0] for ps in groups.values()])
+        slots, reps = self._target_slots()
+        T = slots.shape[1]
         total = torch.zeros((len(self.pairs.sample), *x.shape[1:]), dtype=x.dtype, device=x.device)
         saved = self.batch_tokens, self.batch_size
         self.batch_tokens = max(1, self.batch_tokens // T)
@@ -281,14 +287,7 @@ class Engine:
         from ..capture.hooks import eager_attention_if
 
         x = self.x
-        groups: dict[int, list[int]] = {}
-        for p, b in enumerate(self.pairs.sample.tolist()):
-            groups.setdefault(int(b), []).append(p)
-        T = max(len(v) for v in groups.values())
-        slots = torch.full((int(self.pairs.sample.max()) + 1, T), -1, dtype=torch.long)
-        for b, ps in groups.items():
-            slots[b, : len(ps)] = torch.tensor(ps)
-        reps = torch.tensor([ps[0] for ps in groups.values()])
+        slots, reps = self._target_slots()
         total = torch.zeros((len(self.pairs.sample), x.shape[1]), dtype=torch.float64)
         with frozen_params(self.subject.model), eager_attention_if(self.subject.model, True), torch.no_grad():
             for p_idx, k_idx in self.chunks(reps, n_per_pair):
