@@ -287,8 +287,9 @@ def test_fit_layers_picks_lambda_on_validation_and_matches_sklearn() -> None:
     X, y = _blobs(L=2, n=300, d=8)
     train, val, test = _splits(300)
     fit = fit_layers(
-        torch.from_numpy(X).float(), y, train=train, val=val, lambdas=[0.01, 1.0, 100.0], tol=1e-7
-    )
+        torch.from_numpy(X).float(), y, train=train, val=val, lambdas=[0.01, 1.0, 100.0], tol=1e-7,
+        precision="float32",
+    )  # fmt: skip
     scaler = [StandardScaler().fit(X[i][train]) for i in range(2)]
     for layer in range(2):
         Xs = scaler[layer].transform(X[layer])

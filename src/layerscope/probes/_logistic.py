@@ -72,6 +72,7 @@ def fit_logistic(
     l1: Any = 0.0,
     history_size: int = 20,
     precondition: bool | SufficientStats = False,
+    precision: str = "float32",
 ) -> tuple[Tensor, Tensor]:
     """Multinomial logistic regression with an L2 (or elastic-net) penalty for all layers at once.
 
@@ -109,6 +110,9 @@ def fit_logistic(
         l1: L1 penalty, float or ``[L]`` (elastic net with ``l2``).
         history_size: L-BFGS memory.
         precondition: ``False``, ``True`` or the statistics of ``(X, y)`` (see above).
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU has bfloat16
+            units): the dtype of the two matrix products per evaluation (accumulated in float32; a bfloat16
+            copy of ``X`` is made once). Everything else stays in the working dtype. Float64 ``X`` ignores it.
 
     Returns:
         ``W [L, d, K]`` and ``b [L, K]``, or ``W [L, G, d, K]`` and ``b [L, G, K]`` for an ``[L, G]`` ``l2``.
@@ -125,6 +129,7 @@ def fit_logistic(
         l1=l1,
         history_size=history_size,
         precondition=precondition,
+        mm_dtype=_mm_dtype(precision),
     )
     return W, b
 
@@ -144,6 +149,7 @@ def _fit_logistic(
     precondition: bool | SufficientStats = False,
     label_sets: Any = None,
     set_classes: Sequence[int] | None = None,
+    mm_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, int]:
     """:func:`fit_logistic` that also returns the iteration count.
 
@@ -196,19 +202,34 @@ def _fit_logistic(
     with threads_for(X3.numel() * G * K):
         if bool((lam1 > 0).any()):
             n_iter = _fista(problem, Wp, bp, lam1 / sw_sum, max_iter=20 * max_iter, tol=tol)
-        elif precondition is not False:
-            stats = precondition if isinstance(precondition, SufficientStats) else None
-            _precondition(problem, X3, stats, lam2)
+        else:
+            if mm_dtype is not None and mm_dtype != dtype:
+                problem.Xmm = X3.to(mm_dtype)
+            if precondition is not False:
+                stats = precondition if isinstance(precondition, SufficientStats) else None
+                _precondition(problem, X3, stats, lam2)
             Up, cp = problem.to_u(Wp, bp)
             n_iter = _lbfgs(problem, Up, cp, max_iter=max_iter, tol=tol, history_size=history_size)
+            if problem.Xmm is not None and n_iter < max_iter and problem.raw_grad_max > tol:
+                # stopped by bfloat16 round-off (the line search cannot resolve smaller decreases): finish
+                # in the working precision, warm-started, with the iterations left
+                problem.Xmm = None
+                n_iter += _lbfgs(
+                    problem, Up, cp, max_iter=max_iter - n_iter, tol=tol, history_size=history_size
+                )
             Wp, bp = problem.to_w(Up, cp)
-        else:
-            n_iter = _lbfgs(problem, Wp, bp, max_iter=max_iter, tol=tol, history_size=history_size)
     W_out = Wp.reshape(L, d, G, K).permute(0, 2, 1, 3).contiguous()  # [L, G, d, K]
     b_out = bp.reshape(L, G, K)
     if grouped:
         return W_out, b_out, n_iter
     return W_out[:, 0], b_out[:, 0], n_iter
+
+
+def _mm_dtype(precision: str) -> torch.dtype | None:
+    from layerscope.probes._mlp import resolve_precision
+
+    mm = resolve_precision(precision)
+    return None if mm == torch.float32 else mm
 
 
 class _Logistic:
@@ -227,6 +248,7 @@ class _Logistic:
         self.mu: Tensor | None = None
         self.raw_grad_max = float("inf")
         self.class_mask: Tensor | None = None  # [1, G·K, 1]: 0, or -inf for classes outside a column's task
+        self.Xmm: Tensor | None = None  # bfloat16 copy of X: both products run in bfloat16
 
     def to_w(self, Up: Tensor, cp: Tensor) -> tuple[Tensor, Tensor]:
         """``(W [L, d, G·K], b [L, G·K])`` from the solver's variables (identity without preconditioner)."""
@@ -266,7 +288,11 @@ class _Logistic:
         # layout (measured ~30 % faster than X @ W on CPU) and the class reductions run over a strided axis.
         L, G, K = self.L, self.G, self.K
         d = self.X.shape[2]
-        Zt = torch.bmm(Wp.mT, self.X.mT)  # [L, G·K, n]
+        Xmm = self.Xmm
+        if Xmm is None:
+            Zt = torch.bmm(Wp.mT, self.X.mT)  # [L, G·K, n]
+        else:
+            Zt = torch.bmm(Wp.mT.to(Xmm.dtype), Xmm.mT).to(Wp.dtype)
         Zt += bp[:, :, None]
         if self.class_mask is not None:
             Zt += self.class_mask
@@ -280,7 +306,11 @@ class _Logistic:
         P.scatter_add_(2, self.idx, self._minus_one(P.dtype))
         P *= self.w
         Rt = P.view(L, G * K, -1)  # [L, G·K, n]
-        gW = torch.bmm(Rt, self.X).mT + (self.lam2[:, None, :, None] * Wv).view(L, d, G * K)  # [L, d, G·K]
+        if Xmm is None:
+            XtR = torch.bmm(Rt, self.X).mT  # [L, d, G·K]
+        else:
+            XtR = torch.bmm(Rt.to(Xmm.dtype), Xmm).mT.to(Wp.dtype)
+        gW = XtR + (self.lam2[:, None, :, None] * Wv).view(L, d, G * K)  # [L, d, G·K]
         gb = Rt.sum(2)  # [L, G·K]
         self.raw_grad_max = max(float(gW.abs().max()), float(gb.abs().max()))
         return loss, gW.contiguous(), gb

@@ -153,6 +153,7 @@ def fit_layers(
     tol: float = 1e-4,
     mlp_options: Mapping[str, Any] | None = None,
     layer_lambdas: Any = None,
+    precision: str = "auto",
 ) -> LayerwiseFit:
     """Fit a probe of ``family`` on every layer, choosing its regularisation per layer on ``val``.
 
@@ -176,6 +177,13 @@ def fit_layers(
         layer_lambdas: ``[L]`` regularisation fixed per layer instead of searched (``lambdas`` is then
             ignored). Control tasks use the task probe's choice: same family *and* hyperparameters, as
             Hewitt & Liang define selectivity — and no grid search to pay for.
+        precision: matmul precision of the logistic family's L-BFGS (and the MLP's, unless
+            ``mlp_options`` sets its own): ``"auto"`` (bfloat16 products where the CPU has bfloat16 units,
+            else float32), ``"bfloat16"`` or ``"float32"``. In bfloat16 the two products of every evaluation
+            read a bfloat16 copy of ``X`` (accumulated in float32); weights, softmax, losses, the optimizer and
+            the validation scores stay float32. Accuracies match float32 within a few hundredths of a point
+            (``docs/probing.md``); ``"float32"`` gives scikit-learn's optimum to ``tol``. Float64 ``X`` is
+            always fitted in float64.
 
     Returns:
         A :class:`LayerwiseFit`.
@@ -188,7 +196,7 @@ def fit_layers(
     fit, _ = _fit_layers(
         X, y, family=family, train=train, val=val, lambdas=lambdas, n_classes=n_classes,
         class_weight=class_weight, seed=seed, max_iter=max_iter, tol=tol, mlp_options=mlp_options,
-        layer_lambdas=layer_lambdas,
+        layer_lambdas=layer_lambdas, precision=precision,
     )  # fmt: skip
     return fit
 
@@ -208,6 +216,7 @@ def fit_layers_with_control(
     max_iter: int = 100,
     tol: float = 1e-4,
     mlp_options: Mapping[str, Any] | None = None,
+    precision: str = "auto",
 ) -> tuple[LayerwiseFit, LayerwiseFit]:
     """A task probe and its control-task probe on every layer: same family, the task's λ per layer.
 
@@ -222,7 +231,7 @@ def fit_layers_with_control(
     separate calls.
 
     Args:
-        X, y, family, train, val, lambdas, n_classes, seed, max_iter, tol, mlp_options: as in
+        X, y, family, train, val, lambdas, n_classes, seed, max_iter, tol, mlp_options, precision: as in
             :func:`fit_layers` (no ``class_weight``: the control task has no class weighting to share).
         y_control: control-task labels ``[n]`` in ``0..n_classes_control-1``.
         n_classes_control: its number of classes (default ``max(y_control) + 1``).
@@ -232,7 +241,7 @@ def fit_layers_with_control(
     """
     kw: dict[str, Any] = {
         "family": family, "train": train, "val": val, "seed": seed, "max_iter": max_iter, "tol": tol,
-        "mlp_options": mlp_options,
+        "mlp_options": mlp_options, "precision": precision,
     }  # fmt: skip
     fit, control = _fit_layers(
         X, y, lambdas=lambdas, n_classes=n_classes, control=(y_control, n_classes_control), **kw
@@ -258,6 +267,7 @@ def _fit_layers(
     mlp_options: Mapping[str, Any] | None = None,
     layer_lambdas: Any = None,
     control: tuple[Any, int | None] | None = None,
+    precision: str = "auto",
 ) -> tuple[LayerwiseFit, LayerwiseFit | None]:
     """:func:`fit_layers`; with ``control = (labels, K_c)`` also the control fit where it can share work."""
     if family not in FAMILIES:
@@ -286,8 +296,10 @@ def _fit_layers(
     else:
         grid = _grid(family, lambdas)  # [G], ascending
     sw = _sample_weight(class_weight, yt[tr], K, family)
+    mm = resolve_precision(precision)
 
     work = torch.float64 if X3.dtype == torch.float64 else torch.float32
+    mm_dtype = None if work == torch.float64 or mm == torch.float32 else mm  # float64 stays exact
     Xtr = as_float_tensor(X3[:, torch.as_tensor(tr)]).to(work)  # [L, n_tr, d]
     Xva = as_float_tensor(X3[:, torch.as_tensor(va)]).to(work)  # [L, n_va, d]
     ytr, yva = yt[tr], yt[va]
@@ -316,8 +328,9 @@ def _fit_layers(
         _check_finite(Xva.sum((1, 2)), "val")
         common.update(mean=mean.float(), scale=scale.float())
         yc_split = None if yc is None else (yc[tr], yc[va], Kc)
+        options = {"precision": precision, **(mlp_options or {})}
         return _fit_mlp(
-            Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, mlp_options, common, fixed, yc_split
+            Xtr.float(), ytr, Xva.float(), yva, grid, K, sw, seed, options, common, fixed, yc_split
         )
     stats = centred.scaled(1.0 / scale)
     with threads_for(Xtr.numel() * Xtr.shape[2]):
@@ -333,7 +346,7 @@ def _fit_layers(
             lam = grid[None].expand(L, -1)  # [L, G]
             W, b, n_iter = _fit_logistic(
                 Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W, b), max_iter=SELECT_ITER, tol=tol,
-                precondition=stats,
+                precondition=stats, mm_dtype=mm_dtype,
             )  # fmt: skip
     scores = predict_logits(Xva, W.to(work), b.to(work))  # [L, G, n_va, K]
     _check_finite(scores, "val")  # NaN/inf in the val rows of X propagate into their scores
@@ -362,7 +375,7 @@ def _fit_layers(
         )  # [L, 2, d, Kj], [L, 2, Kj]: task polish from its grid stage, control from its ridge warm start
         Wj, bj, extra = _fit_logistic(
             Xtr, None, l2=grid[best][:, None].expand(L, 2), n_classes=Kj, init=init, max_iter=max_iter, tol=tol,
-            precondition=stats, label_sets=torch.stack([ytr, yctr]), set_classes=[K, Kc],
+            precondition=stats, label_sets=torch.stack([ytr, yctr]), set_classes=[K, Kc], mm_dtype=mm_dtype,
         )  # fmt: skip
         n_iter += extra
         Wb, bb = Wj[:, 0, :, :K], bj[:, 0, :K]
@@ -381,7 +394,7 @@ def _fit_layers(
     elif family == "logistic":
         Wb, bb, extra = _fit_logistic(
             Xtr, ytr, l2=grid[best], n_classes=K, sample_weight=sw, init=(Wb, bb), max_iter=max_iter, tol=tol,
-            precondition=stats,
+            precondition=stats, mm_dtype=mm_dtype,
         )  # fmt: skip
         n_iter += extra
     Wb, bb = Wb.to(work).contiguous(), bb.to(work).contiguous()

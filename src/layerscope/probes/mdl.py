@@ -57,6 +57,7 @@ def online_code(
     seed: int = 0,
     fractions: tuple[float, ...] = FRACTIONS,
     max_iter: int = 50,
+    precision: str = "auto",
 ) -> OnlineCode:
     """Online codelength of labels ``y`` given ``X`` for every layer.
 
@@ -67,10 +68,12 @@ def online_code(
         l2: L2 strength of the logistic probes (a float or one per layer ``[L]``), as in ``fit_logistic``.
         seed: order of the items.
         max_iter: L-BFGS iterations per block; each block's probe starts from the previous block's solution.
+        precision: matmul precision of the block fits, as in :func:`online_codes`.
     """
     return online_codes(
-        X, [y], n_classes=[n_classes], l2=l2, seed=seed, fractions=fractions, max_iter=max_iter
-    )[0]
+        X, [y], n_classes=[n_classes], l2=l2, seed=seed, fractions=fractions, max_iter=max_iter,
+        precision=precision,
+    )[0]  # fmt: skip
 
 
 def online_codes(
@@ -82,6 +85,7 @@ def online_codes(
     seed: int = 0,
     fractions: tuple[float, ...] = FRACTIONS,
     max_iter: int = 50,
+    precision: str = "auto",
 ) -> list[OnlineCode]:
     """:func:`online_code` of several labelings of the same items at once (e.g. a task and its control task).
 
@@ -92,11 +96,14 @@ def online_codes(
     Args:
         X: ``[L, n, d]``; ys: ``S`` label vectors ``[n]``; n_classes: ``S`` class counts; the rest as in
             :func:`online_code`.
+        precision: matmul precision of the block fits (see :func:`~layerscope.probes.fit_logistic`);
+            ``"auto"`` uses bfloat16 products where the CPU has bfloat16 units. The block codelengths are
+            always evaluated in float32.
 
     Returns:
         One :class:`OnlineCode` per labeling, in order.
     """
-    from ._logistic import _fit_logistic
+    from ._logistic import _fit_logistic, _mm_dtype
     from .solvers import predict_logits
 
     if X.ndim != 3:
@@ -112,6 +119,7 @@ def online_codes(
     if min(sizes) < 2:
         raise ConfigError("online_code needs at least 2 classes")
     S, K = len(sizes), max(sizes)
+    mm = _mm_dtype(precision)
     order = torch.as_tensor(np.random.default_rng(seed).permutation(n))
     Xo = X[:, order].float()
     yo = torch.stack([torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y) for y in ys])
@@ -129,7 +137,7 @@ def online_codes(
         sd = train.std(1, keepdim=True, unbiased=False).clamp_min(1e-6) if lo > 1 else torch.ones_like(mu)
         W, b, _ = _fit_logistic(
             (train - mu) / sd, None, l2=lam, n_classes=K, max_iter=max_iter, init=init, tol=1e-6,
-            label_sets=yo[:, :lo], set_classes=sizes,
+            label_sets=yo[:, :lo], set_classes=sizes, mm_dtype=mm,
         )  # fmt: skip
         init = (W, b)  # warm start: the next prefix only adds data
         logits = predict_logits((Xo[:, lo:hi] - mu) / sd, W, b)  # [L, S, block, K]
