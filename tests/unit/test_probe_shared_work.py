@@ -11,7 +11,7 @@ from layerscope.errors import ConfigError, DataError
 from layerscope.probes import fit_layers, fit_logistic
 from layerscope.probes._logistic import _fit_logistic
 from layerscope.probes._mlp import resolve_precision
-from layerscope.probes.layerwise import fit_layers_with_control
+from layerscope.probes.layerwise import fit_layers_with_control, fit_mlp_tasks
 from layerscope.probes.mdl import online_code, online_codes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -77,6 +77,45 @@ def test_mlp_with_control_trains_both_groups_as_their_separate_runs() -> None:
     # a control task with fewer classes: its probes only ever score its own classes
     _, small = fit_layers_with_control(X, y, _control(300, 2), seed=3, **opts)
     assert small.predict_proba(X).shape == (3, 300, 2)
+
+
+def test_mlp_tasks_on_shared_rows_train_as_their_separate_runs() -> None:
+    """Several tasks (each with or without a control) in one batched model = one run per task."""
+    X, y = _data(K=3)
+    y2 = _control(300, 5, seed=7)  # another labelling of the same rows, more classes
+    yc = _control(300, 2)
+    train, val, _ = _splits(300)
+    mlp = {"hidden_size": 8, "max_epochs": 12, "precision": "float32"}
+    joint = fit_mlp_tasks(
+        X, [(y2, None, None, None), (y, None, yc, None)], train=train, val=val, seed=3, mlp_options=mlp
+    )
+    opts = {"family": "mlp", "train": train, "val": val, "seed": 3, "mlp_options": mlp}
+    alone2 = fit_layers(X, y2, **opts)
+    task, control = fit_layers_with_control(X, y, yc, **opts)
+    assert joint[0][1] is None and joint[1][1] is not None
+    for got, want in ((joint[0][0], alone2), (joint[1][0], task), (joint[1][1], control)):
+        assert got.n_classes == want.n_classes
+        torch.testing.assert_close(got.predict_proba(X), want.predict_proba(X), atol=1e-5, rtol=0)
+        torch.testing.assert_close(got.val_accuracy, want.val_accuracy)
+        assert got.n_iter == want.n_iter  # each label set early-stops on its own
+    # a configuration with nothing to share fits the tasks one after the other
+    two = {**mlp, "n_layers": 2, "hidden_size": 4, "max_epochs": 3}
+    ((fallback, none),) = fit_mlp_tasks(
+        X, [(y, None, None, None)], train=train, val=val, seed=3, mlp_options=two
+    )
+    ref = fit_layers(X, y, **{**opts, "mlp_options": two})
+    assert none is None
+    torch.testing.assert_close(fallback.predict_proba(X), ref.predict_proba(X))
+    with pytest.raises(ConfigError, match="at least one task"):
+        fit_mlp_tasks(X, [], train=train, val=val)
+    with pytest.raises(ConfigError, match="unknown mlp_options"):
+        fit_mlp_tasks(
+            X, [(y, None, None, None), (y2, None, None, None)], train=train, val=val, mlp_options={"width": 3}
+        )
+    with pytest.raises(DataError, match="300 rows .* 299 labels"):
+        fit_mlp_tasks(X, [(y, None, None, None), (y2[:299], None, None, None)], train=train, val=val)
+    with pytest.raises(DataError, match="overlap"):
+        fit_mlp_tasks(X, [(y, None, None, None), (y2, None, None, None)], train=train, val=train)
 
 
 def test_with_control_falls_back_to_separate_fits_where_nothing_is_shared() -> None:

@@ -79,6 +79,33 @@ def test_word_task_and_random_baseline(subject, tmp_path):
     assert res.tasks.n_test.iloc[0] > 50
 
 
+def test_word_tasks_of_one_dataset_share_their_mlp_run(subject, tmp_path):
+    """Two word tasks on one dataset: MLP probes trained together give each task's own sweep numbers."""
+    rng = np.random.default_rng(2)
+    words = [list(rng.choice(NOUNS + VERBS, size=rng.integers(2, 7))) for _ in range(150)]
+    ds = TextDataset.from_words(words)
+    nv = ProbingTask(
+        name="nv", level="word", dataset=ds, labels=[["N" if w in NOUNS else "V" for w in ws] for ws in words]
+    )
+    vowel = ProbingTask(
+        name="has_a",
+        level="word",
+        dataset=ds,
+        labels=[["A" if "a" in w else "-" for w in ws] for ws in words],
+    )
+    kw = {"probes": ("mlp",), "mdl": False, "store_dir": tmp_path, "n_bootstrap": 50, "progress": False}
+    logs: list[str] = []
+    both = probe(subject, [nv, vowel], log=logs.append, **kw).frame
+    assert any("mlp probes of nv, has_a" in line for line in logs)  # the shared path ran
+    for task in (nv, vowel):
+        alone = probe(subject, [task], **kw).frame
+        mine = both[both.task == task.name].reset_index(drop=True)
+        np.testing.assert_allclose(mine.value.to_numpy(), alone.value.to_numpy(), atol=1e-9)
+        np.testing.assert_array_equal(mine.metric.to_numpy(), alone.metric.to_numpy())
+    acc = both[(both.metric == "accuracy") & (both.task == "nv")]
+    assert (acc.value > 0.9).all()  # planted: the numbers compared above are not chance-level
+
+
 def test_random_copy_has_same_architecture_and_new_weights(subject):
     r = random_copy(subject, seed=3)
     a = dict(subject.model.named_parameters())["encoder.layer.0.attention.self.query.weight"]

@@ -10,7 +10,7 @@ fits the whole λ grid with one preconditioned L-BFGS, then continues only the c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -300,22 +300,8 @@ def _fit_layers(
 
     work = torch.float64 if X3.dtype == torch.float64 else torch.float32
     mm_dtype = None if work == torch.float64 or mm == torch.float32 else mm  # float64 stays exact
-    Xtr = as_float_tensor(X3[:, torch.as_tensor(tr)]).to(work)  # [L, n_tr, d]
-    Xva = as_float_tensor(X3[:, torch.as_tensor(va)]).to(work)  # [L, n_va, d]
     ytr, yva = yt[tr], yt[va]
-    # Standardise with training statistics in few passes: the mean by a matrix product, centre in place,
-    # one Gram pass on the centred rows (its diagonal is the variance), scale in place, rescale the Gram.
-    n_tr = Xtr.shape[1]
-    mean = (torch.full((L, 1, n_tr), 1.0 / n_tr, dtype=work) @ Xtr).squeeze(1).double()  # [L, d]
-    _check_finite(mean, "train")
-    Xtr.sub_(mean[:, None].to(work))
-    with threads_for(Xtr.numel() * Xtr.shape[2]):  # the Gram pass and eigh are O(n·d²) per layer
-        centred = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
-    std = (torch.diagonal(centred.centred_xtx(), dim1=-2, dim2=-1).clamp_min(0.0) / n_tr).sqrt()  # [L, d]
-    _check_finite(std, "train")
-    scale = torch.where(std > 1e-6 * mean.abs().clamp_min(1.0), std, torch.ones_like(std))
-    Xtr.div_(scale[:, None].to(work))
-    Xva.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
+    Xtr, Xva, mean, scale, centred = _standardised_splits(X3, tr, va, ytr, K, work)
     common: dict[str, Any] = {
         "family": family,
         "n_classes": K,
@@ -413,6 +399,136 @@ def _fit_layers(
     return fit, control_fit
 
 
+def _standardised_splits(
+    X3: Tensor, tr: np.ndarray, va: np.ndarray, ytr: Tensor, K: int, work: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor, Tensor, SufficientStats]:
+    """Train and val rows standardised with training statistics, the mean, scale and centred statistics.
+
+    Few passes: the mean by a matrix product, centre in place, one Gram pass on the centred rows (its
+    diagonal is the variance; the statistics serve the closed forms and the preconditioner), scale in place.
+    """
+    L = X3.shape[0]
+    Xtr = as_float_tensor(X3.index_select(1, torch.as_tensor(tr))).to(work)  # [L, n_tr, d]
+    Xva = as_float_tensor(X3.index_select(1, torch.as_tensor(va))).to(work)  # [L, n_va, d]
+    n_tr = Xtr.shape[1]
+    mean = (torch.full((L, 1, n_tr), 1.0 / n_tr, dtype=work) @ Xtr).squeeze(1).double()  # [L, d]
+    _check_finite(mean, "train")
+    Xtr.sub_(mean[:, None].to(work))
+    with threads_for(Xtr.numel() * Xtr.shape[2]):  # the Gram pass and eigh are O(n·d²) per layer
+        centred = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
+    std = (torch.diagonal(centred.centred_xtx(), dim1=-2, dim2=-1).clamp_min(0.0) / n_tr).sqrt()  # [L, d]
+    _check_finite(std, "train")
+    scale = torch.where(std > 1e-6 * mean.abs().clamp_min(1.0), std, torch.ones_like(std))
+    Xtr.div_(scale[:, None].to(work))
+    Xva.sub_(mean[:, None].to(work)).div_(scale[:, None].to(work))
+    return Xtr, Xva, mean, scale, centred
+
+
+def fit_mlp_tasks(
+    X: Any,
+    tasks: Sequence[tuple[Any, int | None, Any, int | None]],
+    *,
+    train: Any,
+    val: Any,
+    seed: int = 0,
+    mlp_options: Mapping[str, Any] | None = None,
+    precision: str = "auto",
+) -> list[tuple[LayerwiseFit, LayerwiseFit | None]]:
+    """MLP probes of several tasks on the SAME rows (and their control tasks) trained as one batched model.
+
+    Each ``(y, K, y_control, K_control)`` of ``tasks`` gives the result of
+    ``fit_layers_with_control(X, y, y_control, family="mlp", ...)`` (or ``fit_layers`` when ``y_control`` is
+    None): every label set is a group of L probes with its own initialisation and minibatch order (both
+    seeded with ``seed``, as in a run of its own), its own early stopping and best weights, so the probes are
+    those of the separate runs up to batched round-off. What is shared is the work: one minibatch gather and
+    one batched product per step for every task, which is what a CPU step of these small models costs. Word-
+    level tasks of one dataset (UPOS, XPOS, dependency label, is-root) are fitted this way by the sweep.
+
+    Only the batched one-hidden-layer configuration with one weight decay shares work; any other
+    ``mlp_options`` fit the tasks one after the other (same results).
+
+    Args:
+        X: activations ``[L, n, d]``; train, val, seed, mlp_options, precision: as in :func:`fit_layers`.
+        tasks: ``(labels [n], n_classes or None, control labels [n] or None, control n_classes or None)``.
+
+    Returns:
+        ``(task fit, control fit or None)`` per task, in order.
+    """
+    if not tasks:
+        raise ConfigError("fit_mlp_tasks needs at least one task")
+    opts = {**MLP_DEFAULTS, "precision": precision, **dict(mlp_options or {})}
+    unknown = set(opts) - set(MLP_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown mlp_options {sorted(unknown)}; valid: {sorted(MLP_DEFAULTS)}")
+    grid = _grid("mlp", None)  # the default weight decay (one value)
+    batched = opts["n_layers"] == 1 and opts["rank"] is None and grid.numel() == 1
+    if not batched or len(tasks) == 1:
+        kw: dict[str, Any] = {"train": train, "val": val, "seed": seed, "mlp_options": mlp_options}
+        out: list[tuple[LayerwiseFit, LayerwiseFit | None]] = []
+        for y, k, yc, kc in tasks:
+            if yc is None:
+                out.append((fit_layers(X, y, family="mlp", n_classes=k, precision=precision, **kw), None))
+            else:
+                out.append(
+                    fit_layers_with_control(
+                        X, y, yc, family="mlp", n_classes=k, n_classes_control=kc, precision=precision, **kw
+                    )
+                )
+        return out
+    X3 = as_layers(X)
+    L, n, _ = X3.shape
+    tr, va = _rows(train, n, "train"), _rows(val, n, "val")
+    if np.intersect1d(tr, va).size:
+        raise ProbeDataError("train and val overlap; λ must be chosen on rows the probe was not fitted on")
+    sets: list[tuple[Tensor, int]] = []  # every label set in group order: task 0, its control, task 1, ...
+    for y, k, yc, kc in tasks:
+        for labels, classes in ((y, k), (yc, kc)) if yc is not None else ((y, k),):
+            yt = _labels(labels, n)
+            K = _n_classes(yt, classes)
+            _check_class_counts(yt, tr, K)
+            sets.append((yt, K))
+    work = torch.float64 if X3.dtype == torch.float64 else torch.float32
+    Xtr, Xva, mean, scale, _ = _standardised_splits(X3, tr, va, sets[0][0][tr], sets[0][1], work)
+    _check_finite(Xva.sum((1, 2)), "val")
+    Xtr, Xva = Xtr.float(), Xva.float()
+    check_mlp_params(**{k: opts[k] for k in MLP_DEFAULTS if k not in ("early_stopping", "precision")})
+    mm_dtype = resolve_precision(str(opts["precision"]))
+    (y0, K0), rest = sets[0], sets[1:]
+    extra = [(yt[tr], yt[va], K, grid.expand(L)) for yt, K in rest]
+    modules, acc_all, epochs = _train_mlp_batched(
+        Xtr, y0[tr], Xva, y0[va], grid, K0, opts, seed, mm_dtype, extra=extra
+    )
+    zero = torch.zeros(L, dtype=torch.long)
+    fits: list[LayerwiseFit] = []
+    for j, (yt, K) in enumerate(sets):
+        mods = modules[j * L : (j + 1) * L]
+        fits.append(
+            LayerwiseFit(
+                family="mlp",
+                n_classes=K,
+                lambdas=grid,
+                mean=mean.float(),
+                scale=scale.float(),
+                best_lambda=grid[zero],
+                best_index=zero,
+                val_accuracy=acc_all[:, j],
+                val_accuracy_grid=acc_all[:, j : j + 1],
+                train_accuracy=_train_accuracy(mods, Xtr, yt[tr]),
+                modules=mods,
+                n_iter=epochs[j],
+            )
+        )
+    out, i = [], 0
+    for _y, _k, yc, _kc in tasks:
+        if yc is None:
+            out.append((fits[i], None))
+            i += 1
+        else:
+            out.append((fits[i], fits[i + 1]))
+            i += 2
+    return out
+
+
 def _relabelled(stats: SufficientStats, Xtr: Tensor, y: Tensor, K: int) -> SufficientStats:
     """``stats`` of ``Xtr`` with other labels: only the label products are new (one narrow pass over ``Xtr``).
 
@@ -465,7 +581,7 @@ def _fit_mlp(
             yc_tr, yc_va, Kc = control
             joint = (yc_tr, yc_va, Kc, grid.expand(L))
         modules, acc_all, epochs = _train_mlp_batched(
-            Xtr, ytr, Xva, yva, grid, K, opts, seed, mm_dtype, control=joint
+            Xtr, ytr, Xva, yva, grid, K, opts, seed, mm_dtype, extra=[] if joint is None else [joint]
         )
         acc_grid = acc_all[:, :G]
         best = _best_index(acc_grid) if fixed is None else fixed
@@ -540,7 +656,7 @@ def _train_mlp_batched(
     seed: int,
     mm_dtype: torch.dtype = torch.float32,
     patience: int = 3,
-    control: tuple[Tensor, Tensor, int, Tensor] | None = None,
+    extra: Sequence[tuple[Tensor, Tensor, int, Tensor]] = (),
 ) -> tuple[list[nn.Module], Tensor, list[int]]:
     """Train L·G one-hidden-layer MLPs at once (layers × weight decays in the batch dim, ``baddbmm``).
 
@@ -550,18 +666,21 @@ def _train_mlp_batched(
     bfloat16 (inputs and weights rounded, float32 accumulation; weights, Adam state, losses and the
     validation pass stay float32): standard mixed precision, 5-10× faster on CPUs with bfloat16 units.
 
-    ``control = (y_train, y_val, K_c, wd [L])`` trains the control task's L probes in the same batch (one
-    per layer, at the given weight decays): the same minibatches, every product batched with the task's,
-    initialised like a separate run with this seed; each group (task, control) stops on its own patience and
-    keeps its own best weights, so the task's probes are those of a task-only run.
+    ``extra = [(y_train, y_val, K_j, wd [L]), ...]`` trains more label sets of the same rows in the same batch
+    (a control task, other tasks), L probes each (one per layer, at the given weight decays): the same
+    minibatches, every product batched with the task's. Every group is initialised from its own generator
+    seeded with ``seed`` and the minibatch order has its own too, so each group's probes are those of a run of
+    that label set alone (up to batched round-off); each group stops on its own patience and keeps its own
+    best weights.
 
-    Returns per-model modules (task: index ``layer·G + g``; then the control's L), ``[L, G]`` (task) or
-    ``[L, G + 1]`` (task, then control in the last column) validation accuracy, and the epochs per group.
+    Returns per-model modules (task: index ``layer·G + g``; then L per extra group), ``[L, G + len(extra)]``
+    validation accuracy (the extra groups in the last columns), and the epochs per group.
     """
     L, n, d = Xtr.shape
     G, h = grid.shape[0], int(opts["hidden_size"])
     M = L * G
     gen = torch.Generator().manual_seed(seed)
+    order_gen = torch.Generator().manual_seed(seed)  # minibatch order: independent of the label sets' sizes
     lim1, lim2 = 1 / d**0.5, 1 / h**0.5
 
     def init(models: int, classes: int, g: torch.Generator) -> list[Tensor]:
@@ -572,23 +691,21 @@ def _train_mlp_batched(
             (torch.rand(models, 1, classes, generator=g) * 2 - 1) * lim2,
         ]
 
-    Kc = control[2] if control is not None else K
-    Kj = max(K, Kc)
-    parts = init(M, K, gen)
+    Kj = max([K] + [int(e[2]) for e in extra])
     labels_tr, labels_va = [ytr.view(1, -1).expand(M, -1)], [yva.view(1, -1).expand(M, -1)]
     wd = grid.to(torch.float32).repeat(L)  # models (layer-major)
     sizes = [K] * M
-    if control is not None:  # a separate generator: the task's draws and minibatch order stay unchanged
-        cparts = init(L, Kc, torch.Generator().manual_seed(seed))
-        pad = [0, 0, Kj - K, Kj - K], [0, 0, Kj - Kc, Kj - Kc]
-        parts = [
-            torch.cat([_pad_classes(p, pad[0][i]), _pad_classes(c, pad[1][i])])
-            for i, (p, c) in enumerate(zip(parts, cparts, strict=True))
-        ]
-        labels_tr.append(control[0].view(1, -1).expand(L, -1))
-        labels_va.append(control[1].view(1, -1).expand(L, -1))
-        wd = torch.cat([wd, control[3].to(torch.float32)])
-        sizes += [Kc] * L
+    inits = [init(M, K, gen)]
+    for e_tr, e_va, Ke, e_wd in extra:  # own generators: the task's draws and minibatch order stay unchanged
+        inits.append(init(L, int(Ke), torch.Generator().manual_seed(seed)))
+        labels_tr.append(e_tr.view(1, -1).expand(L, -1))
+        labels_va.append(e_va.view(1, -1).expand(L, -1))
+        wd = torch.cat([wd, e_wd.to(torch.float32)])
+        sizes += [int(Ke)] * L
+    parts = [  # W1, b1 as drawn; W2, b2 padded with zero columns up to the widest label set
+        torch.cat([g[i] if i < 2 else _pad_classes(g[i], Kj - g[i].shape[-1]) for g in inits])
+        for i in range(4)
+    ]
     W1, b1, W2, b2 = (p.requires_grad_() for p in parts)
     Mt = len(sizes)  # models in the batch: task (M) then control (L)
     ytr_m, yva_m = torch.cat(labels_tr), torch.cat(labels_va)  # [Mt, n], [Mt, n_va]
@@ -603,7 +720,7 @@ def _train_mlp_batched(
     bs = int(opts["batch_size"])
     Xtr32, Xva32 = Xtr.float(), Xva.float()
     Xtr_mm = Xtr32.to(mm_dtype)  # one rounded copy, not one per minibatch
-    layer_of = torch.cat([torch.arange(M) // G] + ([torch.arange(L)] if control is not None else []))  # [Mt]
+    layer_of = torch.cat([torch.arange(M) // G] + [torch.arange(L)] * len(extra))  # [Mt]
 
     def logits(X: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:  # X: [L, b, d] -> [Mt, b, Kj]
         xm = X if Mt == L else X.index_select(0, layer_of)  # each model reads its layer
@@ -614,7 +731,7 @@ def _train_mlp_batched(
         out = torch.baddbmm(b2.to(dtype), hid, w2).float()
         return out if mask is None else out + mask
 
-    groups = [torch.arange(M)] + ([M + torch.arange(L)] if control is not None else [])
+    groups = [torch.arange(M)] + [M + j * L + torch.arange(L) for j in range(len(extra))]
     active = [True] * len(groups)
     stale = [0] * len(groups)
     epochs = [0] * len(groups)
@@ -627,7 +744,7 @@ def _train_mlp_batched(
         for _ in range(int(opts["max_epochs"])):
             for gi in range(len(groups)):
                 epochs[gi] += int(active[gi])
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=order_gen)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
                 out = logits(
@@ -669,9 +786,10 @@ def _train_mlp_batched(
             second.weight.copy_(best[2][m, :, :k].T)
             second.bias.copy_(best[3][m, 0, :k])
         modules.append(nn.Sequential(first, nn.ReLU(), second).eval())
-    acc_out = best_acc[:M].view(L, G)
-    if control is not None:
-        acc_out = torch.cat([acc_out, best_acc[M:, None]], 1)
+    acc_out = torch.cat(
+        [best_acc[:M].view(L, G)] + [best_acc[M + j * L : M + (j + 1) * L, None] for j in range(len(extra))],
+        1,
+    )
     return modules, acc_out, epochs
 
 

@@ -201,12 +201,22 @@ def probe(
         variants.append(("random_init", random_copy(subject, seed=int(seeds[0])), fams[:1]))
     frame_rows: list[dict[str, Any]] = []
     task_rows: list[dict[str, Any]] = []
+    shared: dict[tuple[str, str], _Rows] = {}  # rows of tasks whose MLP probes were trained together
+    joint: dict[tuple[str, str, int], tuple[np.ndarray, Any, np.ndarray | None]] = {}
+    for variant, subj, vfams in variants:
+        if "mlp" in vfams:
+            tag = "" if variant == "trained" else "-random"
+            _joint_mlp(
+                subj, task_list, variant, site_names, root, tag, seeds, control, progress, shared, joint, say
+            )
     for task in task_list:
         t0 = time.perf_counter()
         classes = list(task.classes)
         K = len(classes)
         for variant, subj, vfams in variants:
-            rows = _rows(subj, task, site_names, root, "" if variant == "trained" else "-random", progress)
+            rows = shared.pop((variant, task.name), None) or _rows(
+                subj, task, site_names, root, "" if variant == "trained" else "-random", progress
+            )
             test = rows.split == 2
             if test.sum() == 0 or (rows.split == 0).sum() == 0 or (rows.split == 1).sum() == 0:
                 raise ConfigError(
@@ -233,7 +243,13 @@ def probe(
             for fam in vfams:
                 acc_b, ctrl_b, acc, ctrl, best_l2 = [], [], [], [], None
                 for seed in seeds:
-                    if control:
+                    done = joint.pop((variant, task.name, int(seed)), None) if fam == "mlp" else None
+                    if done is not None:  # trained with the other tasks on the same rows (_joint_mlp)
+                        correct, fit, ccorrect = done
+                        if ccorrect is not None:
+                            ctrl.append(ccorrect.mean(1))
+                            ctrl_b.append(_bootstrap(ccorrect, rows.example[test], idx))
+                    elif control:
                         ctask = task.control(seed=int(seed))
                         yc = _control_targets(ctask, rows)
                         # same family and hyperparameters as the task probe (Hewitt & Liang), fitted
@@ -272,6 +288,69 @@ def probe(
                     _mdl_rows(frame_rows, base, site_names, rows, task, K, control, best_l2, int(seeds[0]))
         say(f"probe {subject.name} · {task.name}: {time.perf_counter() - t0:.1f}s")
     return ProbeSweepResult(frame=pd.DataFrame(frame_rows), tasks=pd.DataFrame(task_rows))
+
+
+def _joint_mlp(
+    subject: Any,
+    tasks: list[Any],
+    variant: str,
+    sites: list[str],
+    root: Path,
+    tag: str,
+    seeds: Any,
+    control: bool,
+    progress: bool,
+    shared: dict[tuple[str, str], _Rows],
+    out: dict[tuple[str, str, int], tuple[np.ndarray, Any, np.ndarray | None]],
+    say: Any,
+) -> None:
+    """Train the MLP probes of tasks that share their rows (word-level tasks of one dataset) as one model.
+
+    A CPU step of these small probes costs about the same for one task or four (it is bound by per-step
+    overheads, not flops), so the sweep groups tasks by dataset, checks that their rows are identical (same
+    examples, words and splits) and fits them with :func:`~layerscope.probes.layerwise.fit_mlp_tasks`: each
+    task's (and control's) probes are those of its own run. Results land in ``out`` and the rows in
+    ``shared`` (one activation tensor for the group) for the per-task loop.
+    """
+    from .layerwise import fit_mlp_tasks
+
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for task in tasks:
+        groups.setdefault((task.level, task.dataset.fingerprint()), []).append(task)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        t0 = time.perf_counter()
+        first = _rows(subject, members[0], sites, root, tag, progress)
+        rows = [first]
+        for task in members[1:]:
+            r = _rows(subject, task, sites, root, tag, progress)
+            if not (
+                np.array_equal(r.example, first.example)
+                and np.array_equal(r.word, first.word)
+                and np.array_equal(r.split, first.split)
+            ):
+                break
+            rows.append(dataclasses.replace(r, X=first.X))  # one activation tensor for the group
+        if len(rows) < len(members):
+            continue
+        train, val = first.split == 0, first.split == 1
+        for seed in seeds:
+            specs, ys = [], []
+            for task, r in zip(members, rows, strict=True):
+                yc = _control_targets(task.control(seed=int(seed)), r) if control else None
+                ncontrol = len(task.control(seed=int(seed)).classes) if control else None
+                specs.append((r.y, len(task.classes), yc, ncontrol))
+                ys.append(yc)
+            fits = fit_mlp_tasks(first.X, specs, train=train, val=val, seed=int(seed))
+            for task, r, yc, (fit, cfit) in zip(members, rows, ys, fits, strict=True):
+                ccorrect = None if cfit is None or yc is None else _test_correct(r, yc, cfit)
+                out[(variant, task.name, int(seed))] = (_test_correct(r, r.y, fit), fit, ccorrect)
+        for task, r in zip(members, rows, strict=True):
+            shared[(variant, task.name)] = r
+        say(
+            f"probe {subject.name} · mlp probes of {', '.join(t.name for t in members)}: {time.perf_counter() - t0:.1f}s"
+        )
 
 
 def _control_targets(ctask: Any, rows: _Rows) -> np.ndarray:
