@@ -112,7 +112,7 @@ def test_mlp_tasks_on_shared_rows_train_as_their_separate_runs() -> None:
         fit_mlp_tasks(
             X, [(y, None, None, None), (y2, None, None, None)], train=train, val=val, mlp_options={"width": 3}
         )
-    with pytest.raises(DataError, match="300 rows .* 299 labels"):
+    with pytest.raises(DataError, match=r"300 rows .* 299 labels"):
         fit_mlp_tasks(X, [(y, None, None, None), (y2[:299], None, None, None)], train=train, val=val)
     with pytest.raises(DataError, match="overlap"):
         fit_mlp_tasks(X, [(y, None, None, None), (y2, None, None, None)], train=train, val=train)
@@ -240,3 +240,25 @@ def test_bfloat16_logistic_products_reach_the_float32_optimum_closely() -> None:
         fit_layers(X, y, family="logistic", train=train, val=val, precision="float8")
     with pytest.raises(ConfigError, match="precision"):
         fit_logistic(Xs, y[train], l2=1.0, n_classes=4, precision="half")
+
+
+def test_warm_start_scale_picks_the_loss_minimising_scale_on_a_row_subsample() -> None:
+    from layerscope.probes import ridge_path, warm_start_scale
+    from layerscope.probes.solvers import SufficientStats
+
+    X, y = _data(n=3000, K=3, L=2)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    W, b = ridge_path(SufficientStats.from_arrays(Xt, yt, n_classes=3), [1.0, 100.0], coding="onehot")
+    W, b = W.float(), b.float()
+    full = warm_start_scale(Xt, yt, W, b, max_rows=10_000)
+    sub = warm_start_scale(Xt, yt, W, b, max_rows=1_000)  # every third row
+    torch.testing.assert_close(sub[0], full[0])
+    torch.testing.assert_close(sub[1], full[1])
+    c = (full[0] / W).flatten(2).nanmedian(-1).values  # [L, G] the chosen scales
+    assert bool((c > 1).all())  # ridge scores are too flat to be logits: the check is not vacuous
+    for layer in range(2):  # the chosen scale is the best of the candidates on the full data
+        losses = [
+            torch.nn.functional.cross_entropy(Xt[layer] @ (s * W[layer, 0]) + s * b[layer, 0], yt)
+            for s in (1, 2, 4, 8, 16, 32)
+        ]
+        assert float(c[layer, 0]) == (1, 2, 4, 8, 16, 32)[int(torch.stack(losses).argmin())]

@@ -481,11 +481,19 @@ def _fista(problem: _Logistic, Wp: Tensor, bp: Tensor, lam1: Tensor, *, max_iter
 
 
 def warm_start_scale(
-    X: Tensor, y: Tensor, W: Tensor, b: Tensor, *, scales: Sequence[float] = (1, 2, 4, 8, 16, 32)
+    X: Tensor,
+    y: Tensor,
+    W: Tensor,
+    b: Tensor,
+    *,
+    scales: Sequence[float] = (1, 2, 4, 8, 16, 32),
+    max_rows: int = 8192,
 ) -> tuple[Tensor, Tensor]:
     """Rescale closed-form scores into logits: per block, the scale ``c`` in ``scales`` of least log-loss.
 
-    One matmul scores every block; each candidate scale then costs only elementwise work.
+    One matmul scores every block; each candidate scale then costs only elementwise work. Beyond
+    ``max_rows`` rows the scale is chosen on evenly spaced rows (a warm start only sets where the solver
+    begins, and picking among powers of two needs no more).
 
     Args:
         X: ``[L, n, d]``; y: ``[n]``; W: ``[L, G, d, K]``; b: ``[L, G, K]`` (e.g. from :func:`ridge_path`).
@@ -493,8 +501,12 @@ def warm_start_scale(
     Returns:
         ``(c·W, c·b)`` with the best ``c`` per layer and grid point.
     """
+    yt = torch.as_tensor(y).long()
+    step = -(-X.shape[1] // max_rows)  # ceil
+    if step > 1:
+        X, yt = X[:, ::step], yt[::step]
     S = predict_logits(X, W.to(X.dtype), b.to(X.dtype))  # [L, G, n, K]
-    yl = torch.as_tensor(y).long()[None, None, :, None].expand(S.shape[0], S.shape[1], -1, 1)  # [L, G, n, 1]
+    yl = yt[None, None, :, None].expand(S.shape[0], S.shape[1], -1, 1)  # [L, G, n, 1]
     c = torch.as_tensor(scales, dtype=S.dtype)
     losses = []
     for ci in c:  # a handful of candidate scales, each elementwise only
