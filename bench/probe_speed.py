@@ -9,10 +9,11 @@ Real MiniLM activations (7 sites: ``blocks.0.resid_pre`` + ``blocks.*.resid_post
 Contenders (train on train, λ chosen on val where a grid is searched, accuracy on test; every layer):
 
 * (a) logistic. ``ls``: ``fit_layers(family="logistic")`` — standardise, ridge warm start, the whole λ grid in
-  one L-BFGS, λ per layer on val, the chosen λ polished. ``sk``: ``LogisticRegression`` (lbfgs, defaults) in a
+  one L-BFGS, λ per layer on val, the chosen λ polished; bfloat16 products where the CPU has bfloat16 units
+  (``precision="auto"``, the default), ``ls-f32`` the same in float32. ``sk``: ``LogisticRegression`` (lbfgs, defaults) in a
   loop over the 7 layers at the SAME C (``1/λ`` chosen by ``ls``), on the same standardised data (its
   standardisation is not timed). ``ls-same``: ``fit_logistic`` at those same per-layer λ (the same fits as
-  ``sk``, batched). ``sk-grid``: what ``fit_layers`` does, with sklearn (every layer × every λ of the same grid,
+  ``sk``, batched, ``precision="auto"``). ``sk-grid``: what ``fit_layers`` does, with sklearn (every layer × every λ of the same grid,
   best val accuracy). Target: ≥ 20× with test accuracy within 0.5 points on every layer.
 * (b) closed form. ``sk``: ``RidgeClassifier`` over 7 layers × the α grid (fit, val score, pick α per layer);
   ``ls``: ``fit_layers(family="ridge")`` with the same grid. ``sk-one``/``ls-one``: one α (the one sklearn
@@ -145,8 +146,10 @@ def sk_logistic_grid(
     return {"test_acc": np.array(acc), "best_lambda": best}
 
 
-def ls_logistic(X: np.ndarray, y: np.ndarray, split: np.ndarray) -> dict[str, Any]:
-    fit = fit_layers(torch.from_numpy(X), y, family="logistic", train=split == 0, val=split == 1)
+def ls_logistic(X: np.ndarray, y: np.ndarray, split: np.ndarray, precision: str = "auto") -> dict[str, Any]:
+    fit = fit_layers(
+        torch.from_numpy(X), y, family="logistic", train=split == 0, val=split == 1, precision=precision
+    )
     acc = fit.accuracy(X[:, split == 2], y[split == 2]).numpy()
     return {"test_acc": acc, "best_lambda": fit.best_lambda.numpy(), "n_iter": fit.n_iter}
 
@@ -158,7 +161,9 @@ def ls_logistic_same(Xs: np.ndarray, y: np.ndarray, split: np.ndarray, lambdas: 
     stats = SufficientStats.from_arrays(Xtr, ytr, n_classes=K, mixed_precision=True)
     lam = torch.as_tensor(lambdas, dtype=torch.float64)[:, None]  # [L, 1]
     W0, b0 = warm_start_scale(Xtr, ytr, *ridge_path(stats, lam, coding="onehot"))
-    W, b = fit_logistic(Xtr, ytr, l2=lam, n_classes=K, init=(W0, b0), tol=1e-4, precondition=stats)
+    W, b = fit_logistic(
+        Xtr, ytr, l2=lam, n_classes=K, init=(W0, b0), tol=1e-4, precondition=stats, precision="auto"
+    )
     logits = torch.from_numpy(np.ascontiguousarray(Xs[:, split == 2])) @ W[:, 0] + b[:, 0, None, :]
     return {"test_acc": (logits.argmax(-1).numpy() == y[split == 2]).mean(1)}
 
@@ -232,6 +237,7 @@ def measure(
     lambdas = first["best_lambda"]
     contenders: dict[str, Callable[[], dict[str, Any]]] = {
         "logistic/ls": lambda: ls_logistic(X, y, split),
+        "logistic/ls-f32": lambda: ls_logistic(X, y, split, "float32"),
         "logistic/ls-same": lambda: ls_logistic_same(Xs, y, split, lambdas),
         "logistic/sk": lambda: sk_logistic(Xs, y, split, lambdas),
         "logistic/sk-grid": lambda: sk_logistic_grid(Xs, y, split, DEFAULT_L2),
@@ -296,6 +302,7 @@ def report(
         return f"{med[a] / med[b]:7.1f}x wall, {med_cpu[a] / med_cpu[b]:6.1f}x cpu"
 
     print(f"  logistic  sk-grid / ls  {ratio('logistic/sk-grid', 'logistic/ls')}   (both search the λ grid)")
+    print(f"  logistic  sk-grid / ls-f32 {ratio('logistic/sk-grid', 'logistic/ls-f32')}   (float32 products)")
     print(f"  logistic  sk / ls       {ratio('logistic/sk', 'logistic/ls')}   (ls also searched the λ grid)")
     print(f"  logistic  sk / ls-same  {ratio('logistic/sk', 'logistic/ls-same')}   (identical fits)")
     print(f"  ridge     sk / ls       {ratio('ridge/sk', 'ridge/ls')}   (α grid {len(RIDGE_GRID)} values)")
@@ -305,7 +312,7 @@ def report(
     print(f"  λ chosen per layer (C = 1/λ for sklearn): {[float(v) for v in lambdas]}")
     print(f"  sklearn LogisticRegression n_iter per layer: {outs['logistic/sk']['n_iter']} (max_iter 100)")
     base = outs["logistic/sk"]["test_acc"]
-    for name in ("logistic/ls", "logistic/ls-same", "logistic/sk-grid", "neurox"):
+    for name in ("logistic/ls", "logistic/ls-f32", "logistic/ls-same", "logistic/sk-grid", "neurox"):
         if name in outs:
             diff = 100 * (outs[name]["test_acc"] - base)
             print(
