@@ -707,13 +707,12 @@ def _train_mlp_batched(
         for i in range(4)
     ]
     W1, b1, W2, b2 = (p.requires_grad_() for p in parts)
-    Mt = len(sizes)  # models in the batch: task (M) then control (L)
+    Mt = len(sizes)  # models in the batch: task (M) then L per extra group
     ytr_m, yva_m = torch.cat(labels_tr), torch.cat(labels_va)  # [Mt, n], [Mt, n_va]
     mask = None
     if min(sizes) < Kj:  # classes beyond a model's own K are masked out of its softmax
         off = torch.arange(Kj)[None, :] >= torch.as_tensor(sizes)[:, None]  # [Mt, Kj]
         mask = torch.zeros(Mt, 1, Kj).masked_fill_(off[:, None, :], float("-inf"))
-    penalised = bool((wd > 0).any())
     params = [W1, b1, W2, b2]
     optim = _adam(params, float(opts["lr"]))
     drop = float(opts["dropout"])
@@ -721,9 +720,10 @@ def _train_mlp_batched(
     Xtr32, Xva32 = Xtr.float(), Xva.float()
     Xtr_mm = Xtr32.to(mm_dtype)  # one rounded copy, not one per minibatch
     layer_of = torch.cat([torch.arange(M) // G] + [torch.arange(L)] * len(extra))  # [Mt]
+    alive = torch.arange(Mt)  # the models still in the batch (groups that stopped are dropped from it)
 
-    def logits(X: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:  # X: [L, b, d] -> [Mt, b, Kj]
-        xm = X if Mt == L else X.index_select(0, layer_of)  # each model reads its layer
+    def logits(X: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:  # X: [L, b, d] -> [alive, b, Kj]
+        xm = X if same_layers else X.index_select(0, layer_of)  # each model reads its layer
         w1, w2 = W1.to(dtype), W2.to(dtype)
         hid = torch.relu(torch.baddbmm(b1.to(dtype), xm, w1))
         if drop and torch.is_grad_enabled():
@@ -731,6 +731,7 @@ def _train_mlp_batched(
         out = torch.baddbmm(b2.to(dtype), hid, w2).float()
         return out if mask is None else out + mask
 
+    same_layers = Mt == L
     groups = [torch.arange(M)] + [M + j * L + torch.arange(L) for j in range(len(extra))]
     active = [True] * len(groups)
     stale = [0] * len(groups)
@@ -745,30 +746,34 @@ def _train_mlp_batched(
             for gi in range(len(groups)):
                 epochs[gi] += int(active[gi])
             order = torch.randperm(n, generator=order_gen)
+            n_alive = len(alive)
+            penalised = bool((wd > 0).any())
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
                 out = logits(
                     Xtr_mm.index_select(1, idx), mm_dtype
-                )  # Mt, b, Kj (index_select: 4× faster gather)
-                yb = ytr_m.index_select(1, idx)  # Mt, b
+                )  # alive, b, Kj (index_select: 4× faster gather)
+                yb = ytr_m.index_select(1, idx)  # alive, b
                 ce = torch.nn.functional.cross_entropy(out.reshape(-1, Kj), yb.reshape(-1), reduction="none")
-                loss = ce.view(Mt, -1).mean(1).sum()
+                loss = ce.view(n_alive, -1).mean(1).sum()
                 if penalised:
                     loss = loss + (0.5 * wd * (W1.pow(2).sum((1, 2)) + W2.pow(2).sum((1, 2)))).sum()
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
             with torch.no_grad():
-                acc = (logits(Xva32).argmax(-1) == yva_m).double().mean(1)  # Mt
+                acc = torch.full((Mt,), -1.0, dtype=torch.float64)
+                acc[alive] = (logits(Xva32).argmax(-1) == yva_m).double().mean(1)
+                slot = torch.full((Mt,), -1, dtype=torch.long)
+                slot[alive] = torch.arange(n_alive)  # model id -> row in the current batch
                 for gi, members in enumerate(groups):
                     if not active[gi]:
                         continue  # a stopped group keeps the best weights it had when it stopped
-                    better = torch.zeros(Mt, dtype=torch.bool)
-                    better[members] = acc[members] > best_acc[members] + 1e-12
-                    if better.any():
-                        best_acc = torch.where(better, acc, best_acc)
+                    up = members[acc[members] > best_acc[members] + 1e-12]
+                    if len(up):
+                        best_acc[up] = acc[up]
                         for keep, p in zip(best, params, strict=True):
-                            keep[better] = p.detach()[better]
+                            keep[up] = p.detach()[slot[up]]
                         stale[gi] = 0
                     else:
                         stale[gi] += 1
@@ -776,6 +781,17 @@ def _train_mlp_batched(
                         active[gi] = False
             if not any(active):
                 break
+            keep_ids = torch.cat([members for gi, members in enumerate(groups) if active[gi]])
+            if (
+                len(keep_ids) < n_alive
+            ):  # a group stopped: its models leave the batch (the others are unchanged)
+                rows = slot[keep_ids]
+                params, optim = _compact(optim, params, rows, float(opts["lr"]))
+                W1, b1, W2, b2 = params
+                alive, layer_of, wd = keep_ids, layer_of[rows], wd[rows]
+                ytr_m, yva_m = ytr_m[rows], yva_m[rows]
+                mask = None if mask is None else mask[rows]
+                same_layers = len(alive) == L and bool((layer_of == torch.arange(L)).all())
     modules: list[nn.Module] = []
     for m in range(Mt):
         k = sizes[m]
@@ -796,6 +812,24 @@ def _train_mlp_batched(
 def _pad_classes(p: Tensor, extra: int) -> Tensor:
     """Zero columns appended to the class axis (last) of an output-layer parameter."""
     return p if extra <= 0 else torch.cat([p, p.new_zeros(*p.shape[:-1], extra)], -1)
+
+
+def _compact(
+    optim: torch.optim.Optimizer, params: list[Tensor], rows: Tensor, lr: float
+) -> tuple[list[Tensor], torch.optim.Optimizer]:
+    """Keep only ``rows`` (models) of every batched parameter, with their Adam moments and step count."""
+    kept = [p.detach()[rows].clone().requires_grad_() for p in params]
+    fresh = _adam(kept, lr)
+    for old, new in zip(params, kept, strict=True):
+        state = optim.state.get(old)
+        if state:
+            fresh.state[new] = {
+                k: (v[rows].clone() if v.ndim and v.shape[0] == old.shape[0] else v.clone())
+                if isinstance(v, Tensor)
+                else v
+                for k, v in state.items()
+            }
+    return kept, fresh
 
 
 def _adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
