@@ -249,6 +249,7 @@ class _Logistic:
         self.raw_grad_max = float("inf")
         self.class_mask: Tensor | None = None  # [1, G·K, 1]: 0, or -inf for classes outside a column's task
         self.Xmm: Tensor | None = None  # bfloat16 copy of X: both products run in bfloat16
+        self.uniform: float | None = float(w[0]) if len(w) and bool((w == w[0]).all()) else None
 
     def to_w(self, Up: Tensor, cp: Tensor) -> tuple[Tensor, Tensor]:
         """``(W [L, d, G·K], b [L, G·K])`` from the solver's variables (identity without preconditioner)."""
@@ -289,29 +290,33 @@ class _Logistic:
         L, G, K = self.L, self.G, self.K
         d = self.X.shape[2]
         Xmm = self.Xmm
-        if Xmm is None:
-            Zt = torch.bmm(Wp.mT, self.X.mT)  # [L, G·K, n]
-        else:
-            Zt = torch.bmm(Wp.mT.to(Xmm.dtype), Xmm.mT).to(Wp.dtype)
-        Zt += bp[:, :, None]
-        if self.class_mask is not None:
-            Zt += self.class_mask
+        bias = bp[:, :, None] if self.class_mask is None else bp[:, :, None] + self.class_mask  # [L, G·K, 1]
+        if Xmm is None:  # the intercept rides in the product's accumulator: one pass less over the scores
+            Zt = torch.baddbmm(bias, Wp.mT, self.X.mT)  # [L, G·K, n]
+        else:  # bfloat16 scores + float32 intercept -> float32 in one pass (the intercept is not rounded)
+            Zt = torch.bmm(Wp.mT.to(Xmm.dtype), Xmm.mT) + bias
         logp = torch.log_softmax(Zt.view(L, G, K, -1), 2)  # [L, G, K, n]
         nll = -logp.gather(2, self.idx).squeeze(2)  # [L, G, n]
         Wv = Wp.view(L, d, G, K)
-        loss = nll @ self.w + 0.5 * self.lam2 * Wv.square().sum((1, 3))  # [L, G]
+        u = self.uniform  # equal sample weights: scale the sums, not every score
+        data = nll @ self.w if u is None else nll.sum(2) * u
+        loss = data + 0.5 * self.lam2 * Wv.square().sum((1, 3))  # [L, G]
         if not grad:
             return loss, Wp, bp
         P = logp.exp_()  # softmax, reusing the buffer
         P.scatter_add_(2, self.idx, self._minus_one(P.dtype))
-        P *= self.w
+        if u is None:
+            P *= self.w
         Rt = P.view(L, G * K, -1)  # [L, G·K, n]
         if Xmm is None:
             XtR = torch.bmm(Rt, self.X).mT  # [L, d, G·K]
         else:
             XtR = torch.bmm(Rt.to(Xmm.dtype), Xmm).mT.to(Wp.dtype)
-        gW = XtR + (self.lam2[:, None, :, None] * Wv).view(L, d, G * K)  # [L, d, G·K]
         gb = Rt.sum(2)  # [L, G·K]
+        if u is not None:
+            XtR = XtR * u
+            gb *= u
+        gW = XtR + (self.lam2[:, None, :, None] * Wv).view(L, d, G * K)  # [L, d, G·K]
         self.raw_grad_max = max(float(gW.abs().max()), float(gb.abs().max()))
         return loss, gW.contiguous(), gb
 
