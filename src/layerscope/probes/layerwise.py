@@ -35,6 +35,8 @@ DEFAULT_L2 = (1.0, 10.0, 100.0, 1e3, 1e4)
 DEFAULT_SHRINKAGES = (1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.4, 0.8)
 #: MLP weight-decay grid (one value: the MLP's capacity is set by its hyperparameters).
 DEFAULT_WEIGHT_DECAYS = (0.0,)
+#: rows per chunk of the MLP trainer's validation pass (bounds its ``[models, rows, hidden]`` buffers)
+_VAL_ROWS = 4096
 #: L-BFGS iterations for the whole-grid stage of the logistic family (the chosen λ then runs to ``max_iter``).
 SELECT_ITER = 20
 MLP_DEFAULTS: dict[str, Any] = {
@@ -663,8 +665,10 @@ def _train_mlp_batched(
     Adam on the summed per-model losses (cross-entropy + ½·wd·‖W‖², i.e. coupled L2 as in ``MLPProbe``),
     shared minibatch order, early stopping per model on validation accuracy (best weights kept), stop when no
     model improved for ``patience`` epochs. With ``mm_dtype=torch.bfloat16`` the training products run in
-    bfloat16 (inputs and weights rounded, float32 accumulation; weights, Adam state, losses and the
-    validation pass stay float32): standard mixed precision, 5-10× faster on CPUs with bfloat16 units.
+    bfloat16 (inputs and weights rounded, float32 accumulation; weights, Adam state and losses stay float32),
+    and so do the per-epoch validation scores that early stopping compares (in row chunks): standard mixed
+    precision, 5-10× faster on CPUs with bfloat16 units. The returned validation accuracies are those early
+    scores; test accuracies (the sweep's) come from the float32 weights afterwards.
 
     ``extra = [(y_train, y_val, K_j, wd [L]), ...]`` trains more label sets of the same rows in the same batch
     (a control task, other tasks), L probes each (one per layer, at the given weight decays): the same
@@ -719,6 +723,7 @@ def _train_mlp_batched(
     bs = int(opts["batch_size"])
     Xtr32, Xva32 = Xtr.float(), Xva.float()
     Xtr_mm = Xtr32.to(mm_dtype)  # one rounded copy, not one per minibatch
+    Xva_mm = Xva32.to(mm_dtype)  # the per-epoch validation pass uses the training products' precision
     layer_of = torch.cat([torch.arange(M) // G] + [torch.arange(L)] * len(extra))  # [Mt]
     alive = torch.arange(Mt)  # the models still in the batch (groups that stopped are dropped from it)
 
@@ -763,7 +768,11 @@ def _train_mlp_batched(
                 optim.step()
             with torch.no_grad():
                 acc = torch.full((Mt,), -1.0, dtype=torch.float64)
-                acc[alive] = (logits(Xva32).argmax(-1) == yva_m).double().mean(1)
+                hits = torch.zeros(len(alive), dtype=torch.float64)
+                for lo in range(0, Xva_mm.shape[1], _VAL_ROWS):  # row chunks: no [models, n_va, d] copy
+                    pred = logits(Xva_mm[:, lo : lo + _VAL_ROWS], mm_dtype).argmax(-1)
+                    hits += (pred == yva_m[:, lo : lo + _VAL_ROWS]).sum(1)
+                acc[alive] = hits / max(Xva_mm.shape[1], 1)
                 slot = torch.full((Mt,), -1, dtype=torch.long)
                 slot[alive] = torch.arange(n_alive)  # model id -> row in the current batch
                 for gi, members in enumerate(groups):
