@@ -211,6 +211,9 @@ def probe(
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML report")] = Path("reports/probe.html"),
     save: Annotated[Path | None, typer.Option(help="save the ProbeSweepResult to this folder")] = None,
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
+    workers: Annotated[
+        int | None, typer.Option(help="Python threads for independent fits (default: the number of CPUs)")
+    ] = None,
 ) -> None:
     """Where is each property encoded? Layer-wise probes with control tasks, selectivity and MDL."""
     from .data.tasks import list_builtin_tasks
@@ -220,6 +223,8 @@ def probe(
 
     if n_sentences < 100:
         raise ConfigError(f"--n-sentences must be >= 100, got {n_sentences}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     con = _console()
     results = []
     for name in model:
@@ -236,6 +241,7 @@ def probe(
                 seeds=tuple(seed or [0]),
                 n_sentences=n_sentences,
                 log=con.print,
+                workers=workers,
             )
         )
     result = ProbeSweepResult.concat(results) if len(results) > 1 else results[0]

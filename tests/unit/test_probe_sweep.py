@@ -1,6 +1,7 @@
 """The probing sweep on a tiny model with planted tasks (no real model): numbers, structure, bad input."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from layerscope.data import ProbingTask, TextDataset
@@ -95,8 +96,12 @@ def test_word_tasks_of_one_dataset_share_their_mlp_run(subject, tmp_path):
     )
     kw = {"probes": ("mlp",), "mdl": False, "store_dir": tmp_path, "n_bootstrap": 50, "progress": False}
     logs: list[str] = []
-    both = probe(subject, [nv, vowel], log=logs.append, **kw).frame
+    both = probe(subject, [nv, vowel], log=logs.append, workers=2, **kw).frame  # shared run in a worker
     assert any("mlp probes of nv, has_a" in line for line in logs)  # the shared path ran
+    in_order = probe(subject, [nv, vowel], workers=1, **kw).frame  # the same, without a worker thread
+    pd.testing.assert_frame_equal(in_order, both)
+    with pytest.raises(ConfigError, match="workers"):
+        probe(subject, [nv, vowel], workers=0, **kw)
     for task in (nv, vowel):
         alone = probe(subject, [task], **kw).frame
         mine = both[both.task == task.name].reset_index(drop=True)
@@ -170,3 +175,8 @@ def test_sweep_rebuilds_a_cached_store_made_with_other_extraction_settings(subje
     again = probe(subject, [task], **kw)
     assert again.frame["value"].tolist() == pytest.approx(first.frame["value"].tolist())
     assert zarr.open_group(str(store), mode="r").attrs["window"] != 7
+
+
+def test_probe_cli_rejects_bad_worker_count(run_cli):
+    code, _, err = run_cli("probe", "--workers", "0", "--task", "sentlen")
+    assert code == 2 and "--workers must be >= 1" in err and "Traceback" not in err

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from layerscope.probes._core import _CHUNK_ROWS, SufficientStats, _grid, predict_logits
-from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, threads_for
+from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, set_threads, threads_for
 
 Tensor = torch.Tensor
 _F64 = torch.float64
@@ -392,11 +392,11 @@ def _lbfgs(
     start_losses: list[float] = []
 
     def closure() -> Tensor:
-        torch.set_num_threads(threads)
+        set_threads(threads)
         try:
             loss, gW, gb = problem.loss_grad(Wp, bp)
         finally:
-            torch.set_num_threads(1)
+            set_threads(1)
         total = loss.sum()
         if first[0]:  # the current point: test convergence in (W, b) and progress since the last chunk
             first[0] = False
@@ -412,7 +412,7 @@ def _lbfgs(
     # microseconds, whereas an OpenMP fork/join per op costs milliseconds on a busy machine. The closure (the
     # big matmuls) runs with the caller's thread count.
     state = opt.state[opt._params[0]]
-    torch.set_num_threads(1)
+    set_threads(1)
     try:
         with torch.no_grad():
             while int(state.get("n_iter", 0)) < max_iter:
@@ -423,7 +423,7 @@ def _lbfgs(
                 except _Converged:
                     break
     finally:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     return int(state.get("n_iter", 0))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -65,6 +66,30 @@ def to_numpy(x: Any) -> Any:
 
 #: Below this many multiply-adds per operation, torch work runs on one thread (see :func:`threads_for`).
 SMALL_WORK = 2**24
+_PINNED = threading.Event()  # set while :func:`pinned_threads` runs: thread counts are then left alone
+
+
+def set_threads(n: int) -> None:
+    """``torch.set_num_threads(n)``, unless :func:`pinned_threads` holds the count (concurrent fits)."""
+    if not _PINNED.is_set():
+        torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """Fix torch's thread count at ``n`` for the block; the probes' own per-op adjustments are skipped.
+
+    The count is process-wide, so fits that run side by side in Python threads (the sweep runs the shared MLP
+    probes beside the linear ones) must not change it under each other.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    _PINNED.set()
+    try:
+        yield
+    finally:
+        _PINNED.clear()
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -74,8 +99,8 @@ def threads_for(work: float) -> Iterator[None]:
     An OpenMP fork/join per small op costs more than the op itself, and far more on a busy machine.
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(1 if work < SMALL_WORK else before)
+    set_threads(1 if work < SMALL_WORK else before)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_threads(before)

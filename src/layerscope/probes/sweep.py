@@ -9,9 +9,12 @@ of the model (same architecture) as a baseline.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ import torch
 
 from .._io import cache_root
 from ..errors import ConfigError
+from ._mlp import resolve_precision
+from ._validation import pinned_threads
 from .result import ProbeSweepResult
 
 FAMILIES = {"linear": "logistic", "logistic": "logistic", "ridge": "ridge", "lda": "lda", "mlp": "mlp"}
@@ -166,6 +171,7 @@ def probe(
     store_dir: str | Path | None = None,
     progress: bool = True,
     log: Any = None,
+    workers: int | None = None,
 ) -> ProbeSweepResult:
     """Probe every task at every site with every probe family (the probing engine's one entry point).
 
@@ -182,6 +188,10 @@ def probe(
         n_bootstrap: resamples of test examples for the 95 % intervals.
         n_sentences: size of built-in tasks.
         store_dir: where activation stores are kept (reused across runs; default in the cache).
+        log: a callable that receives one progress line per task (e.g. ``print``).
+        workers: Python threads for independent fits (default: the number of CPUs). With 2 or more, the MLP
+            probes of tasks that share their rows train in a worker thread while the other fits go on (torch
+            threads are split between the two); 1 runs everything in order. The numbers are the same.
     """
     say = log or (lambda *_: None)
     fams = []
@@ -199,100 +209,108 @@ def probe(
     variants = [("trained", subject, fams)]
     if random_baseline:
         variants.append(("random_init", random_copy(subject, seed=int(seeds[0])), fams[:1]))
-    frame_rows: list[dict[str, Any]] = []
     task_rows: list[dict[str, Any]] = []
-    shared: dict[tuple[str, str], _Rows] = {}  # rows of tasks whose MLP probes were trained together
+    pieces: dict[tuple[int, int, int], list[dict[str, Any]]] = {}  # (task, variant, family) -> frame rows
+    # MLP probes of tasks that share their rows (word-level tasks of one dataset) train as one batched model;
+    # with a second core that run goes on in a worker thread beside the per-task fits.
+    groups = _row_groups(task_list) if "mlp" in fams else []
+    grouped = {task.name for members in groups for task in members}
     joint: dict[tuple[str, str, int], tuple[np.ndarray, Any, np.ndarray | None]] = {}
-    for variant, subj, vfams in variants:
-        if "mlp" in vfams:
-            tag = "" if variant == "trained" else "-random"
-            _joint_mlp(
-                subj, task_list, variant, site_names, root, tag, seeds, control, progress, shared, joint, say
-            )
-    for task in task_list:
-        t0 = time.perf_counter()
-        classes = list(task.classes)
-        K = len(classes)
+    shared: dict[tuple[str, str], _Rows] = {}
+    n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if n_workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    side_by_side = n_workers >= 2 and bool(groups)
+
+    def run_joint(keep_rows: bool, first_rows: dict[tuple[str, str], _Rows]) -> None:
         for variant, subj, vfams in variants:
-            rows = shared.pop((variant, task.name), None) or _rows(
-                subj, task, site_names, root, "" if variant == "trained" else "-random", progress
+            if "mlp" in vfams:
+                tag = "" if variant == "trained" else "-random"
+                for members in groups:
+                    _joint_mlp(
+                        subj, members, variant, site_names, root, tag, seeds, control, progress,
+                        shared if keep_rows else None, joint, say, first_rows.get((variant, members[0].name)),
+                    )  # fmt: skip
+
+    deferred: list[tuple[int, int, int, Any, str, Any, np.ndarray, np.ndarray, int]] = []
+    with contextlib.ExitStack() as stack:
+        future = None
+        if side_by_side:
+            # stores are extracted here, before the worker starts (never two writers on one store)
+            first_rows = {
+                (variant, members[0].name): _rows(subj, members[0], site_names, root, _tag(variant), progress)
+                for variant, subj, vfams in variants
+                if "mlp" in vfams
+                for members in groups
+            }
+            resolve_precision("auto")  # the one-off timing runs before threads are pinned
+            per_worker = max(1, torch.get_num_threads() // 2)
+            stack.enter_context(pinned_threads(per_worker))
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+
+            def worker() -> None:
+                torch.set_num_threads(per_worker)  # thread-local for OpenMP: set it in the worker too
+                run_joint(False, first_rows)
+
+            future = pool.submit(worker)
+            first_rows = {}  # the worker holds them now
+        elif groups:
+            run_joint(True, {})
+        for ti, task in enumerate(task_list):
+            t0 = time.perf_counter()
+            K = len(task.classes)
+            for vi, (variant, subj, vfams) in enumerate(variants):
+                rows = shared.pop((variant, task.name), None) or _rows(
+                    subj, task, site_names, root, _tag(variant), progress
+                )
+                test = rows.split == 2
+                if test.sum() == 0 or (rows.split == 0).sum() == 0 or (rows.split == 1).sum() == 0:
+                    raise ConfigError(
+                        f"task {task.name!r} has an empty train/val/test split after joining labels"
+                    )
+                if variant == "trained":
+                    task_rows.append(_task_row(subject.name, task, rows, K))
+                rng = np.random.default_rng(int(seeds[0]))
+                n_ex = len(np.unique(rows.example[test]))
+                idx = rng.integers(0, n_ex, size=(n_bootstrap, n_ex))
+                for fi, fam in enumerate(vfams):
+                    if fam == "mlp" and task.name in grouped:  # from the shared run, collected below
+                        deferred.append((ti, vi, fi, task, variant, subj, idx, rows.example[test], K))
+                        continue
+                    pieces[(ti, vi, fi)] = _family_rows(
+                        subject.name, site_names, task, variant, fam, rows, idx, seeds, control, mdl, K, None
+                    )
+            say(f"probe {subject.name} · {task.name}: {time.perf_counter() - t0:.1f}s")
+        if future is not None:
+            future.result()  # re-raises the worker's error, if any
+    for ti, vi, fi, task, variant, subj, idx, test_examples, K in deferred:
+        got = [joint.pop((variant, task.name, int(seed)), None) for seed in seeds]
+        results = [g for g in got if g is not None]
+        if len(results) == len(got):
+            done = _Done(results, test_examples)
+            pieces[(ti, vi, fi)] = _family_rows(
+                subject.name, site_names, task, variant, "mlp", None, idx, seeds, control, mdl, K, done
             )
-            test = rows.split == 2
-            if test.sum() == 0 or (rows.split == 0).sum() == 0 or (rows.split == 1).sum() == 0:
-                raise ConfigError(
-                    f"task {task.name!r} has an empty train/val/test split after joining labels"
-                )
-            if variant == "trained":
-                train_y = rows.y[rows.split == 0]
-                maj = np.bincount(train_y, minlength=K).argmax()
-                task_rows.append(
-                    {
-                        "model": subject.name,
-                        "task": task.name,
-                        "level": task.level,
-                        "n_train": int((rows.split == 0).sum()),
-                        "n_val": int((rows.split == 1).sum()),
-                        "n_test": int(test.sum()),
-                        "n_classes": K,
-                        "majority_accuracy": float((rows.y[test] == maj).mean()),
-                    }
-                )
-            rng = np.random.default_rng(int(seeds[0]))
-            n_ex = len(np.unique(rows.example[test]))
-            idx = rng.integers(0, n_ex, size=(n_bootstrap, n_ex))
-            for fam in vfams:
-                acc_b, ctrl_b, acc, ctrl, best_l2 = [], [], [], [], None
-                for seed in seeds:
-                    done = joint.pop((variant, task.name, int(seed)), None) if fam == "mlp" else None
-                    if done is not None:  # trained with the other tasks on the same rows (_joint_mlp)
-                        correct, fit, ccorrect = done
-                        if ccorrect is not None:
-                            ctrl.append(ccorrect.mean(1))
-                            ctrl_b.append(_bootstrap(ccorrect, rows.example[test], idx))
-                    elif control:
-                        ctask = task.control(seed=int(seed))
-                        yc = _control_targets(ctask, rows)
-                        # same family and hyperparameters as the task probe (Hewitt & Liang), fitted
-                        # alongside it (shared passes over the activations)
-                        correct, fit, ccorrect = _fit_and_score_with_control(
-                            rows, rows.y, yc, FAMILIES[fam], K, len(ctask.classes), int(seed)
-                        )
-                        ctrl.append(ccorrect.mean(1))
-                        ctrl_b.append(_bootstrap(ccorrect, rows.example[test], idx))
-                    else:
-                        correct, fit = _fit_and_score(rows, rows.y, FAMILIES[fam], K, int(seed))
-                    acc.append(correct.mean(1))
-                    acc_b.append(_bootstrap(correct, rows.example[test], idx))
-                    best_l2 = getattr(fit, "best_lambda", None)
-                base = {
-                    "model": subject.name,
-                    "variant": variant,
-                    "task": task.name,
-                    "level": task.level,
-                    "family": fam,
-                }
-                _add(frame_rows, base, site_names, "accuracy", np.mean(acc, 0), np.mean(acc_b, 0))
-                if control:
-                    _add(
-                        frame_rows, base, site_names, "control_accuracy", np.mean(ctrl, 0), np.mean(ctrl_b, 0)
-                    )
-                    _add(
-                        frame_rows,
-                        base,
-                        site_names,
-                        "selectivity",
-                        np.mean(acc, 0) - np.mean(ctrl, 0),
-                        np.mean(acc_b, 0) - np.mean(ctrl_b, 0),
-                    )
-                if mdl and FAMILIES[fam] == "logistic":
-                    _mdl_rows(frame_rows, base, site_names, rows, task, K, control, best_l2, int(seeds[0]))
-        say(f"probe {subject.name} · {task.name}: {time.perf_counter() - t0:.1f}s")
+        else:  # the group's rows differed after all: this task's MLP probes on their own
+            rows = _rows(subj, task, site_names, root, _tag(variant), progress)
+            pieces[(ti, vi, fi)] = _family_rows(
+                subject.name, site_names, task, variant, "mlp", rows, idx, seeds, control, mdl, K, None
+            )
+    frame_rows = [row for key in sorted(pieces) for row in pieces[key]]
     return ProbeSweepResult(frame=pd.DataFrame(frame_rows), tasks=pd.DataFrame(task_rows))
+
+
+def _row_groups(tasks: list[Any]) -> list[list[Any]]:
+    """Tasks on one dataset at one level (e.g. the word-level tasks): candidates for one shared MLP run."""
+    by_data: dict[tuple[str, str], list[Any]] = {}
+    for task in tasks:
+        by_data.setdefault((task.level, task.dataset.fingerprint()), []).append(task)
+    return [members for members in by_data.values() if len(members) > 1]
 
 
 def _joint_mlp(
     subject: Any,
-    tasks: list[Any],
+    members: list[Any],
     variant: str,
     sites: list[str],
     root: Path,
@@ -300,57 +318,134 @@ def _joint_mlp(
     seeds: Any,
     control: bool,
     progress: bool,
-    shared: dict[tuple[str, str], _Rows],
+    shared: dict[tuple[str, str], _Rows] | None,
     out: dict[tuple[str, str, int], tuple[np.ndarray, Any, np.ndarray | None]],
     say: Any,
+    first: _Rows | None = None,
 ) -> None:
-    """Train the MLP probes of tasks that share their rows (word-level tasks of one dataset) as one model.
+    """Train the MLP probes of ``members`` (tasks on one dataset) as one batched model, if their rows agree.
 
-    A CPU step of these small probes costs about the same for one task or four (it is bound by per-step
-    overheads, not flops), so the sweep groups tasks by dataset, checks that their rows are identical (same
-    examples, words and splits) and fits them with :func:`~layerscope.probes.layerwise.fit_mlp_tasks`: each
-    task's (and control's) probes are those of its own run. Results land in ``out`` and the rows in
-    ``shared`` (one activation tensor for the group) for the per-task loop.
+    Checks that the tasks' rows are identical (same examples, words and splits) and fits every task and its
+    control with :func:`~layerscope.probes.layerwise.fit_mlp_tasks`: each label set's probes are those of its
+    own run. The step of the batched probes is compute-bound, so what is shared is the per-step gather,
+    dispatch and validation passes, and the batch shrinks as label sets stop. Results land in ``out``; with
+    ``shared`` the rows (one activation tensor for the group) are kept there for the per-task loop.
     """
     from .layerwise import fit_mlp_tasks
 
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for task in tasks:
-        groups.setdefault((task.level, task.dataset.fingerprint()), []).append(task)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        t0 = time.perf_counter()
-        first = _rows(subject, members[0], sites, root, tag, progress)
-        rows = [first]
-        for task in members[1:]:
-            r = _rows(subject, task, sites, root, tag, progress)
-            if not (
-                np.array_equal(r.example, first.example)
-                and np.array_equal(r.word, first.word)
-                and np.array_equal(r.split, first.split)
-            ):
-                break
-            rows.append(dataclasses.replace(r, X=first.X))  # one activation tensor for the group
-        if len(rows) < len(members):
-            continue
-        train, val = first.split == 0, first.split == 1
-        for seed in seeds:
-            specs, ys = [], []
-            for task, r in zip(members, rows, strict=True):
-                yc = _control_targets(task.control(seed=int(seed)), r) if control else None
-                ncontrol = len(task.control(seed=int(seed)).classes) if control else None
-                specs.append((r.y, len(task.classes), yc, ncontrol))
-                ys.append(yc)
-            fits = fit_mlp_tasks(first.X, specs, train=train, val=val, seed=int(seed))
-            for task, r, yc, (fit, cfit) in zip(members, rows, ys, fits, strict=True):
-                ccorrect = None if cfit is None or yc is None else _test_correct(r, yc, cfit)
-                out[(variant, task.name, int(seed))] = (_test_correct(r, r.y, fit), fit, ccorrect)
+    t0 = time.perf_counter()
+    first = first if first is not None else _rows(subject, members[0], sites, root, tag, progress)
+    rows = [first]
+    for task in members[1:]:
+        r = _rows(subject, task, sites, root, tag, progress)
+        if not (
+            np.array_equal(r.example, first.example)
+            and np.array_equal(r.word, first.word)
+            and np.array_equal(r.split, first.split)
+        ):
+            return  # the per-task loop fits them one by one
+        rows.append(dataclasses.replace(r, X=first.X))  # one activation tensor for the group
+    train, val = first.split == 0, first.split == 1
+    for seed in seeds:
+        specs, ys = [], []
+        for task, r in zip(members, rows, strict=True):
+            ctask = task.control(seed=int(seed)) if control else None
+            yc = None if ctask is None else _control_targets(ctask, r)
+            specs.append((r.y, len(task.classes), yc, None if ctask is None else len(ctask.classes)))
+            ys.append(yc)
+        fits = fit_mlp_tasks(first.X, specs, train=train, val=val, seed=int(seed))
+        for task, r, yc, (fit, cfit) in zip(members, rows, ys, fits, strict=True):
+            ccorrect = None if cfit is None or yc is None else _test_correct(r, yc, cfit)
+            out[(variant, task.name, int(seed))] = (_test_correct(r, r.y, fit), fit, ccorrect)
+    if shared is not None:
         for task, r in zip(members, rows, strict=True):
             shared[(variant, task.name)] = r
-        say(
-            f"probe {subject.name} · mlp probes of {', '.join(t.name for t in members)}: {time.perf_counter() - t0:.1f}s"
-        )
+    names = ", ".join(t.name for t in members)
+    say(f"probe {subject.name} · mlp probes of {names}: {time.perf_counter() - t0:.1f}s")
+
+
+@dataclasses.dataclass
+class _Done:
+    """Per-seed ``(test correctness, fit, control test correctness)`` computed elsewhere, and the test rows'
+    example ids (for the cluster bootstrap)."""
+
+    results: list[tuple[np.ndarray, Any, np.ndarray | None]]
+    test_examples: np.ndarray
+
+
+def _tag(variant: str) -> str:
+    return "" if variant == "trained" else "-random"
+
+
+def _task_row(model: str, task: Any, rows: _Rows, K: int) -> dict[str, Any]:
+    test = rows.split == 2
+    maj = np.bincount(rows.y[rows.split == 0], minlength=K).argmax()
+    return {
+        "model": model,
+        "task": task.name,
+        "level": task.level,
+        "n_train": int((rows.split == 0).sum()),
+        "n_val": int((rows.split == 1).sum()),
+        "n_test": int(test.sum()),
+        "n_classes": K,
+        "majority_accuracy": float((rows.y[test] == maj).mean()),
+    }
+
+
+def _family_rows(
+    model: str,
+    sites: list[str],
+    task: Any,
+    variant: str,
+    fam: str,
+    rows: _Rows | None,
+    idx: np.ndarray,
+    seeds: Any,
+    control: bool,
+    mdl: bool,
+    K: int,
+    done: _Done | None,
+) -> list[dict[str, Any]]:
+    """Frame rows of one (task, variant, family): accuracy, control accuracy, selectivity (and MDL).
+
+    Fits here from ``rows``, or takes ``done``'s results (the shared MLP run).
+    """
+    out: list[dict[str, Any]] = []
+    acc_b, ctrl_b, acc, ctrl, best_l2 = [], [], [], [], None
+    for i, seed in enumerate(seeds):
+        if done is not None:
+            correct, fit, ccorrect = done.results[i]
+            examples = done.test_examples
+        else:
+            assert rows is not None
+            examples = rows.example[rows.split == 2]
+            if control:
+                ctask = task.control(seed=int(seed))
+                yc = _control_targets(ctask, rows)
+                # same family and hyperparameters as the task probe (Hewitt & Liang), fitted alongside it
+                # (shared passes over the activations)
+                correct, fit, ccorrect = _fit_and_score_with_control(
+                    rows, rows.y, yc, FAMILIES[fam], K, len(ctask.classes), int(seed)
+                )
+            else:
+                (correct, fit), ccorrect = _fit_and_score(rows, rows.y, FAMILIES[fam], K, int(seed)), None
+        if ccorrect is not None:
+            ctrl.append(ccorrect.mean(1))
+            ctrl_b.append(_bootstrap(ccorrect, examples, idx))
+        acc.append(correct.mean(1))
+        acc_b.append(_bootstrap(correct, examples, idx))
+        best_l2 = getattr(fit, "best_lambda", None)
+    base = {"model": model, "variant": variant, "task": task.name, "level": task.level, "family": fam}
+    _add(out, base, sites, "accuracy", np.mean(acc, 0), np.mean(acc_b, 0))
+    if control:
+        _add(out, base, sites, "control_accuracy", np.mean(ctrl, 0), np.mean(ctrl_b, 0))
+        _add(
+            out, base, sites, "selectivity", np.mean(acc, 0) - np.mean(ctrl, 0),
+            np.mean(acc_b, 0) - np.mean(ctrl_b, 0),
+        )  # fmt: skip
+    if mdl and FAMILIES[fam] == "logistic" and rows is not None:
+        _mdl_rows(out, base, sites, rows, task, K, control, best_l2, int(seeds[0]))
+    return out
 
 
 def _control_targets(ctask: Any, rows: _Rows) -> np.ndarray:
