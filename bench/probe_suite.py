@@ -2,7 +2,7 @@
 
 Target in issue 3: all tasks, all layers, linear + MLP, control, MDL in < 10 minutes on a 2-core machine.
 Usage: HF_HUB_OFFLINE=1 .venv/bin/python bench/probe_suite.py [--n-sentences 4000] [--probes linear,mlp]
-       [--tasks upos,sentlen] [--no-control] [--no-mdl] [--threads N]
+       [--tasks upos,sentlen] [--no-control] [--no-mdl] [--threads N] [--workers N]
 
 Prints the time per task (extraction of a task's dataset is included in the first task that needs it; the
 word-level tasks share one), the total, the load average before and after, and the layer tables.
@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--no-mdl", action="store_true")
     ap.add_argument("--save", default=None, help="save the ProbeSweepResult here")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the library default)")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="Python threads for independent fits (default: CPUs)"
+    )
     a = ap.parse_args()
     t = time.perf_counter()
     subject = ls.load("minilm")
@@ -35,7 +38,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(a.threads)
-    print(f"loadavg at start {os.getloadavg()}, {os.cpu_count()} cpus", flush=True)
+    print(f"loadavg at start {os.getloadavg()}, {os.cpu_count()} cpus, workers {a.workers}", flush=True)
     res = probe(
         subject,
         a.tasks.split(","),
@@ -45,6 +48,7 @@ def main() -> None:
         mdl=not a.no_mdl,
         log=print,
         progress=False,
+        workers=a.workers,
     )
     print(f"total {time.perf_counter() - t:.1f}s; loadavg at end {os.getloadavg()}")
     for metric in ("accuracy", "selectivity", "compression"):
