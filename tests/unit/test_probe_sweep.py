@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from layerscope.data import ProbingTask, TextDataset
 from layerscope.errors import ConfigError
@@ -109,6 +110,51 @@ def test_word_tasks_of_one_dataset_share_their_mlp_run(subject, tmp_path):
         np.testing.assert_array_equal(mine.metric.to_numpy(), alone.metric.to_numpy())
     acc = both[(both.metric == "accuracy") & (both.task == "nv")]
     assert (acc.value > 0.9).all()  # planted: the numbers compared above are not chance-level
+
+
+def test_an_error_in_the_shared_mlp_worker_reaches_the_caller(subject, tmp_path, monkeypatch):
+    from layerscope.probes import layerwise
+
+    rng = np.random.default_rng(3)
+    words = [list(rng.choice(NOUNS + VERBS, size=rng.integers(2, 7))) for _ in range(80)]
+    ds = TextDataset.from_words(words)
+    tasks = [
+        ProbingTask(
+            name="nv",
+            level="word",
+            dataset=ds,
+            labels=[["N" if w in NOUNS else "V" for w in ws] for ws in words],
+        ),
+        ProbingTask(
+            name="has_a",
+            level="word",
+            dataset=ds,
+            labels=[["A" if "a" in w else "-" for w in ws] for ws in words],
+        ),
+    ]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("worker failed")
+
+    monkeypatch.setattr(layerwise, "fit_mlp_tasks", broken)
+    with pytest.raises(RuntimeError, match="worker failed"):
+        probe(
+            subject,
+            tasks,
+            probes=("mlp",),
+            mdl=False,
+            store_dir=tmp_path,
+            n_bootstrap=20,
+            progress=False,
+            workers=2,
+        )
+    assert torch.get_num_threads() >= 1 and not _pinned()  # thread counts were released
+
+
+def _pinned() -> bool:
+    from layerscope.probes._validation import _PINNED
+
+    return _PINNED.is_set()
 
 
 def test_random_copy_has_same_architecture_and_new_weights(subject):

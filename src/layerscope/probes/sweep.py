@@ -13,8 +13,8 @@ import contextlib
 import copy
 import dataclasses
 import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -246,13 +246,12 @@ def probe(
             resolve_precision("auto")  # the one-off timing runs before threads are pinned
             per_worker = max(1, torch.get_num_threads() // 2)
             stack.enter_context(pinned_threads(per_worker))
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
 
-            def worker() -> None:
+            def worker(rows_by_group: dict[tuple[str, str], _Rows]) -> None:
                 torch.set_num_threads(per_worker)  # thread-local for OpenMP: set it in the worker too
-                run_joint(False, first_rows)
+                run_joint(False, rows_by_group)
 
-            future = pool.submit(worker)
+            future = _Background(worker, first_rows)
             first_rows = {}  # the worker holds them now
         elif groups:
             run_joint(True, {})
@@ -282,7 +281,7 @@ def probe(
                     )
             say(f"probe {subject.name} · {task.name}: {time.perf_counter() - t0:.1f}s")
         if future is not None:
-            future.result()  # re-raises the worker's error, if any
+            future.result()  # waits; re-raises the worker's error, if any
     for ti, vi, fi, task, variant, subj, idx, test_examples, K in deferred:
         got = [joint.pop((variant, task.name, int(seed)), None) for seed in seeds]
         results = [g for g in got if g is not None]
@@ -362,6 +361,26 @@ def _joint_mlp(
             shared[(variant, task.name)] = r
     names = ", ".join(t.name for t in members)
     say(f"probe {subject.name} · mlp probes of {names}: {time.perf_counter() - t0:.1f}s")
+
+
+class _Background:
+    """A function running in a daemon thread (an interrupted sweep exits at once instead of waiting for it)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True, name="layerscope-mlp")
+        self.thread.start()
+
+    def _run(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # handed to the caller by result()
+            self.error = e
+
+    def result(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 @dataclasses.dataclass
