@@ -111,7 +111,7 @@ def fit_logistic(
         history_size: L-BFGS memory.
         precondition: ``False``, ``True`` or the statistics of ``(X, y)`` (see above).
         precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU has bfloat16
-            units): the dtype of the two matrix products per evaluation (accumulated in float32; a bfloat16
+            units and the fit is large enough to pay, :data:`AUTO_MIN_WORK`): the dtype of the two matrix products per evaluation (accumulated in float32; a bfloat16
             copy of ``X`` is made once). Everything else stays in the working dtype. Float64 ``X`` ignores it.
 
     Returns:
@@ -130,6 +130,7 @@ def fit_logistic(
         history_size=history_size,
         precondition=precondition,
         mm_dtype=_mm_dtype(precision),
+        mm_min_work=auto_min_work(precision),
     )
     return W, b
 
@@ -150,6 +151,7 @@ def _fit_logistic(
     label_sets: Any = None,
     set_classes: Sequence[int] | None = None,
     mm_dtype: torch.dtype | None = None,
+    mm_min_work: int = 0,
 ) -> tuple[Tensor, Tensor, int]:
     """:func:`fit_logistic` that also returns the iteration count.
 
@@ -203,7 +205,7 @@ def _fit_logistic(
         if bool((lam1 > 0).any()):
             n_iter = _fista(problem, Wp, bp, lam1 / sw_sum, max_iter=20 * max_iter, tol=tol)
         else:
-            if mm_dtype is not None and mm_dtype != dtype:
+            if mm_dtype is not None and mm_dtype != dtype and n * d * G * K >= mm_min_work:
                 problem.Xmm = X3.to(mm_dtype)
             if precondition is not False:
                 stats = precondition if isinstance(precondition, SufficientStats) else None
@@ -223,6 +225,16 @@ def _fit_logistic(
     if grouped:
         return W_out, b_out, n_iter
     return W_out[:, 0], b_out[:, 0], n_iter
+
+
+#: ``precision="auto"`` keeps fits below this many multiply-adds per layer and evaluation (n·d·columns) in
+#: float32: making the bfloat16 copy and the float32 finish cost more than small products save.
+AUTO_MIN_WORK = 2**26
+
+
+def auto_min_work(precision: str) -> int:
+    """The smallest fit that ``precision`` runs in bfloat16: :data:`AUTO_MIN_WORK` for ``"auto"``, else 0."""
+    return AUTO_MIN_WORK if precision == "auto" else 0
 
 
 def _mm_dtype(precision: str) -> torch.dtype | None:

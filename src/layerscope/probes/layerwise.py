@@ -19,7 +19,7 @@ from torch import nn
 
 from layerscope.errors import ConfigError
 from layerscope.probes._core import SufficientStats, predict_logits
-from layerscope.probes._logistic import _fit_logistic, warm_start_scale
+from layerscope.probes._logistic import _fit_logistic, auto_min_work, warm_start_scale
 from layerscope.probes._mlp import check_mlp_params, resolve_precision, train_mlp
 from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, threads_for
 from layerscope.probes.solvers import lda_path, ridge_path
@@ -334,7 +334,7 @@ def _fit_layers(
             lam = grid[None].expand(L, -1)  # [L, G]
             W, b, n_iter = _fit_logistic(
                 Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W, b), max_iter=SELECT_ITER, tol=tol,
-                precondition=stats, mm_dtype=mm_dtype,
+                precondition=stats, mm_dtype=mm_dtype, mm_min_work=auto_min_work(precision),
             )  # fmt: skip
     scores = predict_logits(Xva, W.to(work), b.to(work))  # [L, G, n_va, K]
     _check_finite(scores, "val")  # NaN/inf in the val rows of X propagate into their scores
@@ -364,6 +364,7 @@ def _fit_layers(
         Wj, bj, extra = _fit_logistic(
             Xtr, None, l2=grid[best][:, None].expand(L, 2), n_classes=Kj, init=init, max_iter=max_iter, tol=tol,
             precondition=stats, label_sets=torch.stack([ytr, yctr]), set_classes=[K, Kc], mm_dtype=mm_dtype,
+            mm_min_work=auto_min_work(precision),
         )  # fmt: skip
         n_iter += extra
         Wb, bb = Wj[:, 0, :, :K], bj[:, 0, :K]
@@ -382,7 +383,7 @@ def _fit_layers(
     elif family == "logistic":
         Wb, bb, extra = _fit_logistic(
             Xtr, ytr, l2=grid[best], n_classes=K, sample_weight=sw, init=(Wb, bb), max_iter=max_iter, tol=tol,
-            precondition=stats, mm_dtype=mm_dtype,
+            precondition=stats, mm_dtype=mm_dtype, mm_min_work=auto_min_work(precision),
         )  # fmt: skip
         n_iter += extra
     Wb, bb = Wb.to(work).contiguous(), bb.to(work).contiguous()

@@ -103,7 +103,7 @@ def online_codes(
     Returns:
         One :class:`OnlineCode` per labeling, in order.
     """
-    from ._logistic import _fit_logistic, _mm_dtype
+    from ._logistic import _fit_logistic, _mm_dtype, auto_min_work
     from .solvers import predict_logits
 
     if X.ndim != 3:
@@ -137,7 +137,7 @@ def online_codes(
         sd = train.std(1, keepdim=True, unbiased=False).clamp_min(1e-6) if lo > 1 else torch.ones_like(mu)
         W, b, _ = _fit_logistic(
             (train - mu) / sd, None, l2=lam, n_classes=K, max_iter=max_iter, init=init, tol=1e-6,
-            label_sets=yo[:, :lo], set_classes=sizes, mm_dtype=mm,
+            label_sets=yo[:, :lo], set_classes=sizes, mm_dtype=mm, mm_min_work=auto_min_work(precision),
         )  # fmt: skip
         init = (W, b)  # warm start: the next prefix only adds data
         logits = predict_logits((Xo[:, lo:hi] - mu) / sd, W, b)  # [L, S, block, K]
