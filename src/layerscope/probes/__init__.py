@@ -3,14 +3,15 @@
 Closed forms (ridge, LDA) come from additive sufficient statistics with one eigendecomposition per layer;
 logistic probes use one L-BFGS over every layer and regularisation value; :func:`fit_layers` is the batched
 entry point that standardises, fits and picks the regularisation per layer on a validation split;
-:func:`fit_layers_with_control` adds the Hewitt & Liang control probe in shared work.
+:func:`fit_layers_with_control` adds the Hewitt & Liang control probe in shared work; :func:`fit_mlp_tasks`
+trains the MLP probes of several tasks on the same rows as one batched model.
 """
 
 from __future__ import annotations
 
 from layerscope.probes._validation import ProbeDataError
 from layerscope.probes.estimators import LDAProbe, LinearProbe, MLPProbe, RidgeProbe, RidgeRegressionProbe
-from layerscope.probes.layerwise import LayerwiseFit, fit_layers, fit_layers_with_control
+from layerscope.probes.layerwise import LayerwiseFit, fit_layers, fit_layers_with_control, fit_mlp_tasks
 from layerscope.probes.solvers import (
     SufficientStats,
     fit_logistic,
@@ -35,6 +36,7 @@ __all__ = [
     "fit_layers",
     "fit_layers_with_control",
     "fit_logistic",
+    "fit_mlp_tasks",
     "lda",
     "lda_path",
     "logistic_objective",
