@@ -302,6 +302,7 @@ def _fit_layers(
 
     work = torch.float64 if X3.dtype == torch.float64 else torch.float32
     mm_dtype = None if work == torch.float64 or mm == torch.float32 else mm  # float64 stays exact
+    min_work = auto_min_work(precision)  # "auto" keeps small fits in float32
     ytr, yva = yt[tr], yt[va]
     Xtr, Xva, mean, scale, centred = _standardised_splits(X3, tr, va, ytr, K, work)
     common: dict[str, Any] = {
@@ -334,7 +335,7 @@ def _fit_layers(
             lam = grid[None].expand(L, -1)  # [L, G]
             W, b, n_iter = _fit_logistic(
                 Xtr, ytr, l2=lam, n_classes=K, sample_weight=sw, init=(W, b), max_iter=SELECT_ITER, tol=tol,
-                precondition=stats, mm_dtype=mm_dtype, mm_min_work=auto_min_work(precision),
+                precondition=stats, mm_dtype=mm_dtype, mm_min_work=min_work,
             )  # fmt: skip
     scores = predict_logits(Xva, W.to(work), b.to(work))  # [L, G, n_va, K]
     _check_finite(scores, "val")  # NaN/inf in the val rows of X propagate into their scores
@@ -364,7 +365,7 @@ def _fit_layers(
         Wj, bj, extra = _fit_logistic(
             Xtr, None, l2=grid[best][:, None].expand(L, 2), n_classes=Kj, init=init, max_iter=max_iter, tol=tol,
             precondition=stats, label_sets=torch.stack([ytr, yctr]), set_classes=[K, Kc], mm_dtype=mm_dtype,
-            mm_min_work=auto_min_work(precision),
+            mm_min_work=min_work,
         )  # fmt: skip
         n_iter += extra
         Wb, bb = Wj[:, 0, :, :K], bj[:, 0, :K]
@@ -383,7 +384,7 @@ def _fit_layers(
     elif family == "logistic":
         Wb, bb, extra = _fit_logistic(
             Xtr, ytr, l2=grid[best], n_classes=K, sample_weight=sw, init=(Wb, bb), max_iter=max_iter, tol=tol,
-            precondition=stats, mm_dtype=mm_dtype, mm_min_work=auto_min_work(precision),
+            precondition=stats, mm_dtype=mm_dtype, mm_min_work=min_work,
         )  # fmt: skip
         n_iter += extra
     Wb, bb = Wb.to(work).contiguous(), bb.to(work).contiguous()

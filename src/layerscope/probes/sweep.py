@@ -247,12 +247,12 @@ def probe(
             per_worker = max(1, torch.get_num_threads() // 2)
             stack.enter_context(pinned_threads(per_worker))
 
-            def worker(rows_by_group: dict[tuple[str, str], _Rows]) -> None:
+            def worker() -> None:
                 torch.set_num_threads(per_worker)  # thread-local for OpenMP: set it in the worker too
-                run_joint(False, rows_by_group)
+                run_joint(False, first_rows)
 
-            future = _Background(worker, first_rows)
-            first_rows = {}  # the worker holds them now
+            future = _Background(worker)
+            shared.update(first_rows)  # the main loop reuses them too (both threads only read rows)
         elif groups:
             run_joint(True, {})
         for ti, task in enumerate(task_list):
