@@ -86,12 +86,19 @@ def run_lucent(model: torch.nn.Module, units: list[int], steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def run_layerscope(subject, units: list[int], steps: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def run_layerscope(subject, units: list[int], steps: int, precision: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     from layerscope.optimize import visualize
 
     t0 = time.perf_counter()
     r = visualize(
-        subject, "blocks.10.out", units, steps=steps, size=128, param="fourier", transforms="standard"
+        subject,
+        "blocks.10.out",
+        units,
+        steps=steps,
+        size=128,
+        param="fourier",
+        transforms="standard",
+        precision=precision,
     )
     wall = time.perf_counter() - t0
     return steps / wall, float(r.scores.mean())
@@ -102,6 +109,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument(
+        "--precision",
+        default="float32",
+        help="layerscope's model precision: float32 (lucent's, the like-for-like default) or auto (our default)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,14 +129,15 @@ def main() -> None:
         order = ("ls", "lucent") if r % 2 == 0 else ("lucent", "ls")
         for who in order:
             if who == "ls":
-                sps, score = run_layerscope(subject, units, args.steps)
+                sps, score = run_layerscope(subject, units, args.steps, args.precision)
                 ours.append(sps)
             else:
                 theirs.append(run_lucent(model, units, args.steps))
         print(f"round {r}: layerscope {ours[-1]:.2f} steps/s, lucent {theirs[-1]:.2f} steps/s", flush=True)
     a, b = statistics.median(ours), statistics.median(theirs)
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps, batch 8, 128 px"
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps, batch 8, 128 px, "
+        f"layerscope precision {args.precision} (lucent float32)"
     )
     print(f"median steps/s  layerscope {a:.2f}   lucent {b:.2f}   ratio {a / b:.2f}x  (target >= 2x)")
     print(f"layerscope mean channel activation at the best image: {score:.3f}")

@@ -2,7 +2,8 @@
 
 Model: ``cifar10-cnn`` (small CNN trained once on bundled CIFAR-10 and cached). Both sides use the same
 code path (``layerscope.optimize.prototypes``), Fourier parametrisation, standard transforms, logit
-margin objective, 32 px, the same steps; the only difference is batch 10 vs 10 × batch 1. Target ≥ 5×.
+margin objective, 32 px, the same steps and precision (``--precision``, default ``auto``: bfloat16 autocast
+of the model where the CPU has native bfloat16); the only difference is batch 10 vs 10 × batch 1. Target ≥ 5×.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/optimize_prototypes.py --steps 256 --rounds 3
 """
@@ -22,6 +23,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument(
+        "--precision", default="auto", help="auto (bfloat16 autocast where native), float32, bfloat16"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -34,11 +38,16 @@ def main() -> None:
         for who in ("b", "s") if r % 2 == 0 else ("s", "b"):
             t0 = time.perf_counter()
             if who == "b":
-                res = prototypes(subject, list(range(10)), steps=args.steps, seed=r)
+                res = prototypes(subject, list(range(10)), steps=args.steps, seed=r, precision=args.precision)
                 batched.append(time.perf_counter() - t0)
                 p_b.append(float(np.median(res.target_prob)))
             else:
-                probs = [prototypes(subject, [c], steps=args.steps, seed=r).target_prob[0] for c in range(10)]
+                probs = [
+                    prototypes(subject, [c], steps=args.steps, seed=r, precision=args.precision).target_prob[
+                        0
+                    ]
+                    for c in range(10)
+                ]
                 seq.append(time.perf_counter() - t0)
                 p_s.append(float(np.median(probs)))
         print(
@@ -47,7 +56,10 @@ def main() -> None:
             else f"round {r}"
         )
     a, b = statistics.median(batched), statistics.median(seq)
-    print(f"{args.steps} steps, torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.steps} steps, torch threads {torch.get_num_threads()}, "
+        f"precision {args.precision} -> {res.settings['precision']} (both sides)"
+    )
     print(f"median seconds  batched {a:.2f}  sequential {b:.2f}  speed-up {b / a:.1f}x (target >= 5x)")
     print(f"median own-class probability  batched {np.median(p_b):.3f}  sequential {np.median(p_s):.3f}")
 

@@ -37,3 +37,9 @@ def test_visualize_rejects_bad_kind_and_units(run_cli):
 def test_isolate_rejects_bad_index(run_cli):
     code, _, err = run_cli("isolate", "cifar10-cnn", "--index", "5000")
     assert code == 2 and "--index" in err
+
+
+def test_visualize_and_prototypes_reject_bad_precision(run_cli):
+    for cmd in (["visualize", "cifar10-cnn", "--site", "module:7"], ["prototypes", "cifar10-cnn"]):
+        code, _, err = run_cli(*cmd, "--precision", "half")
+        assert code == 2 and "precision must be" in err and "Traceback" not in err

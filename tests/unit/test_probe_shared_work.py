@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from layerscope._precision import resolve_precision
 from layerscope.errors import ConfigError, DataError
 from layerscope.probes import fit_layers, fit_logistic
 from layerscope.probes._logistic import _fit_logistic
-from layerscope.probes._mlp import resolve_precision
 from layerscope.probes.layerwise import fit_layers_with_control, fit_mlp_tasks
 from layerscope.probes.mdl import online_code, online_codes
 

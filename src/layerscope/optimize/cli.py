@@ -99,11 +99,16 @@ def visualize_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     save: Annotated[Path | None, typer.Option(help="save the FeatureVisResult to this folder")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bfloat16 model passes where the hardware has it), float32 or bfloat16")
+    ] = "auto",
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
 ) -> None:
     """Feature visualisation: what each unit of a site wants to see (one batched optimisation)."""
+    from .._precision import check_precision
     from .featvis import KINDS, visualize
 
+    check_precision(precision)
     if kind not in KINDS:
         raise ConfigError(f"unknown --kind {kind!r}; use one of {', '.join(KINDS)}")
     unit_list = _ints(units, "--units")
@@ -120,6 +125,7 @@ def visualize_cmd(
         lr=lr,
         seed=seed,
         progress=True,
+        precision=precision,
     )
     _finish(result, save, report, f"layerscope feature visualisation: {subject.name}")
 
@@ -138,16 +144,23 @@ def prototypes_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     save: Annotated[Path | None, typer.Option(help="save the PrototypeResult to this folder")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bfloat16 model passes where the hardware has it), float32 or bfloat16")
+    ] = "auto",
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
 ) -> None:
     """Class prototypes in one batched run; with cifar10-cnn also the entanglement matrix vs confusion."""
+    from .._precision import check_precision
     from .prototypes import entanglement, prototypes
 
+    check_precision(precision)
     cls = _ints(classes, "--classes")
     subject = _subject(model, device)
     if cls is None and subject.class_names is None:
         cls = list(range(10))
-    result = prototypes(subject, cls, steps=steps, size=size, lr=lr, seed=seed, progress=True)
+    result = prototypes(
+        subject, cls, steps=steps, size=size, lr=lr, seed=seed, progress=True, precision=precision
+    )
     results: list[Any] = [result]
     _finish(result, save, None, "")
     if entangle and subject.name == "cifar10-cnn":

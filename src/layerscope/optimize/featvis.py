@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .._precision import autocast_dtype, check_precision
 from ..errors import ConfigError
 from ..result import Result
 from ._figures import image_grid
@@ -110,6 +111,7 @@ def visualize(
     n_samples: int = 4,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "auto",
 ) -> FeatureVisResult:
     """Visualise ``units`` of ``site`` in ONE batched optimisation (one image per unit).
 
@@ -124,9 +126,13 @@ def visualize(
         transforms: ``standard`` (pad, jitter, scale, rotate), ``none``, or a ``Transform``.
         regularizers: e.g. ``{"tv": 0.05, "l2": 0.01}``.
         progress: show a progress bar.
+        precision: ``"auto"`` (default: the model runs in bfloat16 autocast where the hardware has native
+            bfloat16, float32 elsewhere), ``"float32"`` or ``"bfloat16"``; the images and objective stay
+            float32.
     """
     subject = as_subject(model)
     spec = image_spec(subject)
+    check_precision(precision)
     if kind not in KINDS:
         raise ConfigError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind == "logit":
@@ -154,6 +160,7 @@ def visualize(
         regularizers=get_regularizers(regularizers),
         seed=seed,
         progress=progress,
+        precision=precision,
     )
     images = out.best.permute(0, 2, 3, 1).cpu().float().numpy()
     labels: list[str] = []
@@ -176,6 +183,7 @@ def visualize(
             "transforms": transforms if isinstance(transforms, str | type(None)) else "custom",
             "seed": seed,
             "regularizers": dict(regularizers or {}),
+            "precision": "float32" if autocast_dtype(precision, subject.device) is None else "bfloat16",
         },
         steps_per_second=out.steps_per_second,
         labels=labels,

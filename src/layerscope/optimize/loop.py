@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from .._precision import autocast_dtype, check_precision
 from ..capture import capture
 from ..capture.hooks import adapter_of
 from ..errors import ConfigError
@@ -263,6 +264,7 @@ def optimize(
     progress: bool = False,
     keep_best: bool = True,
     forward: ForwardFn = default_forward,
+    precision: str = "float32",
 ) -> OptimizeOutput:
     """Maximise ``objective`` over ``param`` with Adam (see the module docstring for the step).
 
@@ -278,6 +280,10 @@ def optimize(
         progress: show a rich progress bar.
         keep_best: keep the best-so-far rendering per batch element (else ``best`` is the last one).
         forward: ``forward(module, inputs)`` runs the model (default: ``module(x)`` or ``module(**inputs)``).
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"`` (bfloat16 where the device runs it
+            natively, see :func:`layerscope._precision.autocast_dtype`): the model's forward and backward
+            run under ``torch.autocast``; the parametrisation, transforms, objective (read from float32
+            copies of the captured sites), regularisers and Adam stay float32.
 
     Returns:
         :class:`OptimizeOutput` with the best and last renderings, scores per step and timing.
@@ -291,6 +297,10 @@ def optimize(
     if not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
     module, _ = adapter_of(model)
+    dtype = autocast_dtype(check_precision(precision), _device_of(module))
+    if dtype is not None:
+        forward = _autocast(forward, _device_of(module).type, dtype)
+        objective = _read_float32(objective)
     was_training = module.training
     module.eval()
 
@@ -306,6 +316,37 @@ def optimize(
             )  # fmt: skip
     finally:
         module.train(was_training)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _autocast(forward: ForwardFn, device_type: str, dtype: torch.dtype) -> ForwardFn:
+    """``forward`` under ``torch.autocast`` (its backward follows the forward's dtypes)."""
+
+    def run(module: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Any:
+        with torch.autocast(device_type, dtype=dtype):
+            return forward(module, inputs)
+
+    return run
+
+
+def _read_float32(objective: Objective) -> Objective:
+    """``objective`` computed on float32 copies of its sites (scores and comparisons keep full precision)."""
+
+    def as_float32(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.float() if v.is_floating_point() else v
+        if isinstance(v, tuple | list):
+            return type(v)(as_float32(x) for x in v)
+        return v
+
+    def fn(trace: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return objective({s: as_float32(trace[s]) for s in objective.sites})
+
+    return Objective(fn, objective.sites, objective.description)
 
 
 def _optimize_folded(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._precision import autocast_dtype, check_precision
 from ..capture import capture
 from ..errors import ConfigError
 from ..report.figures import heatmap
@@ -124,6 +125,7 @@ def prototypes(
     regularizers: dict[str, float] | None = None,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "auto",
 ) -> PrototypeResult:
     """One prototype per class in ``classes`` (default: all classes), optimised together in one batch.
 
@@ -133,10 +135,14 @@ def prototypes(
         objective: ``margin`` (class logit minus the mean other logit) or ``logit``.
         size: image side in pixels (default: the model's input size).
         Other arguments as in :func:`layerscope.optimize.visualize`.
+        precision: ``"auto"`` (default: the model runs in bfloat16 autocast where the hardware has native
+            bfloat16, float32 elsewhere), ``"float32"`` or ``"bfloat16"``; the images, objective and
+            reported probabilities stay float32.
     """
     subject = as_subject(model)
     spec = image_spec(subject)
     check_logits_model(subject)
+    check_precision(precision)
     n_classes = _n_classes(subject)
     cls = list(range(n_classes)) if classes is None else [int(c) for c in classes]
     if not cls:
@@ -160,6 +166,7 @@ def prototypes(
         regularizers=get_regularizers(regularizers),
         seed=seed,
         progress=progress,
+        precision=precision,
     )
     probs = predict_proba(subject, out.best)
     names = subject.class_names or [str(i) for i in range(n_classes)]
@@ -178,6 +185,7 @@ def prototypes(
             "param": param,
             "seed": seed,
             "regularizers": dict(regularizers or {}),
+            "precision": "float32" if autocast_dtype(precision, subject.device) is None else "bfloat16",
         },
         steps_per_second=out.steps_per_second,
         seconds=out.seconds,

@@ -238,7 +238,7 @@ def auto_min_work(precision: str) -> int:
 
 
 def _mm_dtype(precision: str) -> torch.dtype | None:
-    from layerscope.probes._mlp import resolve_precision
+    from layerscope._precision import resolve_precision
 
     mm = resolve_precision(precision)
     return None if mm == torch.float32 else mm

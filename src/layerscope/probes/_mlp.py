@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import time
 
 import torch
 from torch import nn
@@ -24,44 +22,6 @@ class MLPTraining:
     n_epochs: int
     loss_curve: list[float]
     best_val_loss: float | None
-
-
-@functools.lru_cache(maxsize=1)
-def bf16_matmul_is_fast() -> bool:
-    """Whether bfloat16 batched matmuls run at least 2× faster than float32 here (AMX / AVX512-BF16 CPUs).
-
-    Measured once per process on one thread (a few milliseconds): on CPUs without bfloat16 units torch
-    emulates it, which is several times *slower* than float32, so the lower precision is only used where it
-    pays.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a32, b32 = torch.randn(4, 256, 384), torch.randn(4, 384, 256)
-        a16, b16 = a32.bfloat16(), b32.bfloat16()
-
-        def best(a: Tensor, b: Tensor) -> float:
-            times = []
-            for _ in range(4):
-                t = time.perf_counter()
-                torch.bmm(a, b)
-                times.append(time.perf_counter() - t)
-            return min(times[1:])
-
-        return best(a16, b16) * 2 <= best(a32, b32)
-    finally:
-        torch.set_num_threads(before)
-
-
-def resolve_precision(precision: str) -> torch.dtype:
-    """The matmul dtype of MLP training: ``"float32"``, ``"bfloat16"`` or ``"auto"`` (bfloat16 where fast)."""
-    if precision == "float32":
-        return torch.float32
-    if precision == "bfloat16":
-        return torch.bfloat16
-    if precision == "auto":
-        return torch.bfloat16 if bf16_matmul_is_fast() else torch.float32
-    raise ConfigError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
 
 
 def check_mlp_params(

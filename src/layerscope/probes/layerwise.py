@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from layerscope._precision import resolve_precision
 from layerscope.errors import ConfigError
 from layerscope.probes._core import SufficientStats, predict_logits
 from layerscope.probes._logistic import _fit_logistic, auto_min_work, warm_start_scale
-from layerscope.probes._mlp import check_mlp_params, resolve_precision, train_mlp
+from layerscope.probes._mlp import check_mlp_params, train_mlp
 from layerscope.probes._validation import ProbeDataError, as_float_tensor, as_layers, threads_for
 from layerscope.probes.solvers import lda_path, ridge_path
 

@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 
 from .._io import cache_root
+from .._precision import resolve_precision
 from ..errors import ConfigError
-from ._mlp import resolve_precision
 from ._validation import pinned_threads
 from .result import ProbeSweepResult
 
