@@ -7,17 +7,24 @@ chunk is cut to its own longest example, so short sentences do not pay for the l
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
 
 from ..capture import capture, intervene
+from ..capture.hooks import pick
 from ..errors import ConfigError
 from ..models.subject import Subject, frozen_params
+from ._head import head_of, headless
 from ._inputs import Pairs, Prepared, objective_values
 
 #: make_rows(pair_idx, step_idx, lo, hi) -> (site values [rows, ...], multiplier or None)
 RowMaker = Callable[[torch.Tensor, torch.Tensor, int, int], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+def _null() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -49,6 +56,7 @@ class Engine:
         self._abs = False
         self._per_step = False
         self._x: torch.Tensor | None = None
+        self._head: tuple[str, torch.Tensor] | bool | None = False  # False: not decided yet
 
     # -- site values -------------------------------------------------------------------------------
     def site_value(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -75,7 +83,11 @@ class Engine:
 
     # -- forward with the site replaced ------------------------------------------------------------
     def forward(self, sample: torch.Tensor, lo: int, hi: int, value: torch.Tensor) -> object:
-        """Model output for rows of examples ``sample`` (columns lo:hi) with the site set to ``value``."""
+        """Model output for rows of examples ``sample`` (columns lo:hi) with the site set to ``value``.
+
+        For next-token objectives of a causal LM with a plain linear head (see :mod:`._head`) the output is the
+        final hidden states; :meth:`objective` applies the head to the target positions only.
+        """
         self.evaluations += int(value.shape[0])
         if self.site == "input":
             return self.subject.forward({"x": value})
@@ -84,9 +96,67 @@ class Engine:
         def put(t: torch.Tensor, *, site: object) -> torch.Tensor:
             return value
 
-        with intervene(self.subject, {self.site: put}):
+        split = self.head_split()
+        with (
+            intervene(self.subject, {self.site: put}),
+            headless(self.subject.model, split[0]) if split else _null(),
+        ):
             out = self.subject.forward(inputs)
         return out
+
+    def objective(self, out: object, pair_idx: torch.Tensor, col0: int) -> torch.Tensor:
+        """The scalar objective of each row of a :meth:`forward` output (``pair_idx`` names its pair)."""
+        split = self.head_split()
+        return objective_values(out, self.pairs, pair_idx, col0, head=split[1] if split else None)
+
+    def objectives(self, out: object, table: torch.Tensor, col0: int) -> torch.Tensor:
+        """Objectives of several targets per row (``table [rows, T]`` names the pairs) in one batched
+        evaluation: ``[rows, T]``."""
+        split = self.head_split()
+        rows, T = table.shape
+        row = torch.arange(rows).repeat_interleave(T)
+        flat = objective_values(
+            out, self.pairs, table.reshape(-1), col0, head=split[1] if split else None, row=row
+        )
+        return flat.view(rows, T)
+
+    def head_split(self) -> tuple[str, torch.Tensor] | None:
+        """(head attribute, weight) when objectives are read from hidden states (decided once, checked)."""
+        if self._head is False:
+            self._head = self._find_head_split()
+        return self._head  # type: ignore[return-value]
+
+    def _find_head_split(self) -> tuple[str, torch.Tensor] | None:
+        if (
+            self.site == "input"
+            or not self.prep.is_text
+            or self.pairs.kind not in ("logprob", "prob", "logit")
+        ):
+            return None
+        model = self.subject.model
+        found = head_of(model)
+        if found is None:
+            return None
+        name, head = found
+        site_module = self.subject.adapter.resolve(self.site).module
+        if site_module is head or any(m is site_module for m in head.modules()):
+            return None  # the site is the head itself: it must stay in the model
+        inputs = {k: v[:1] for k, v in self.prep.inputs.items()}  # one example, real inputs
+        with torch.no_grad():
+            logits = pick(self.subject.forward(inputs), 0)
+            with headless(model, name):
+                hidden = pick(self.subject.forward(inputs), 0)
+            if (
+                logits.ndim != 3
+                or hidden.shape[:2] != logits.shape[:2]
+                or hidden.shape[-1] != head.in_features
+            ):
+                return None
+            mine = hidden @ head.weight.T
+            scale = float(logits.abs().max().clamp_min(1e-6))
+            if not torch.allclose(mine.float(), logits.float(), rtol=1e-4, atol=1e-4 * scale):
+                return None  # the model scales or soft-caps its logits: keep the full head
+        return name, head.weight.detach()
 
     # -- chunking ----------------------------------------------------------------------------------
     def _span(self, sample: torch.Tensor) -> tuple[int, int]:
@@ -176,7 +246,7 @@ class Engine:
             value = value.detach().requires_grad_(True)
             with torch.enable_grad():
                 out = self.forward(sample, lo, hi, value)
-                obj = objective_values(out, self.pairs, p_idx, lo)
+                obj = self.objective(out, p_idx, lo)
                 (g,) = torch.autograd.grad(obj.sum(), value)
             if self._per_step:
                 self.row_values[p_idx, k_idx] = obj.detach().double().cpu()
@@ -256,7 +326,7 @@ class Engine:
         value = value.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.forward(sample, lo, hi, value)
-            obj = torch.stack([objective_values(out, self.pairs, table[:, t], lo) for t in range(T)], 1)
+            obj = self.objectives(out, table, lo)
             obj = obj * valid.to(obj.device, obj.dtype)
             eye = torch.eye(T, dtype=obj.dtype, device=obj.device)
             grad_out = eye.unsqueeze(1).expand(T, len(p_idx), T)
@@ -312,7 +382,6 @@ class Engine:
         table = slots[sample]  # rows, T: pair of each target slot (-1: none)
         valid = table >= 0
         table = torch.where(valid, table, p_idx.unsqueeze(1))
-        T = table.shape[1]
         value, _ = make_rows(p_idx, k_idx, lo, hi)  # rows, hi - lo, ...
         d = direction[sample.to(x.device), lo:hi]  # rows, hi - lo, ...
         live = torch.nonzero(d.flatten(2).abs().sum(-1).amax(0) > 0).flatten()  # positions to attribute
@@ -321,7 +390,7 @@ class Engine:
 
         def objectives(v: torch.Tensor) -> torch.Tensor:
             out = self.forward(sample, lo, hi, v)
-            return torch.stack([objective_values(out, self.pairs, table[:, t], lo) for t in range(T)], 1)
+            return self.objectives(out, table, lo)
 
         def tangent_product(t: torch.Tensor) -> torch.Tensor:
             return jvp(objectives, (value,), (t,))[1]
@@ -350,9 +419,28 @@ class Engine:
                 lo, hi = self._span(sample)
                 value, _ = make_rows(p_idx, k_idx, lo, hi)
                 res = self.forward(sample, lo, hi, value)
-                obj = objective_values(res, self.pairs, p_idx, lo)
+                obj = self.objective(res, p_idx, lo)
                 out[p_idx, k_idx] = obj.detach().double().cpu()
         return out[pair_ids]
+
+    def values_shared(self, n_per_pair: int, make_rows: RowMaker) -> torch.Tensor:
+        """``values`` of every pair for targets that share their rows (see :meth:`grad_sum_shared`): one
+        forward pass per (example, step) reads all of the example's targets. ``[n_pairs, n_per_pair]``."""
+        slots, reps = self._target_slots()
+        out = torch.zeros((len(self.pairs.sample), n_per_pair), dtype=torch.float64)
+        with torch.no_grad():
+            for p_idx, k_idx in self.chunks(reps, n_per_pair):
+                sample = self.pairs.sample[p_idx]
+                lo, hi = self._span(sample)
+                value, _ = make_rows(p_idx, k_idx, lo, hi)
+                res = self.forward(sample, lo, hi, value)
+                table = slots[sample]  # rows, T
+                valid = table >= 0
+                table = torch.where(valid, table, p_idx.unsqueeze(1))
+                obj = self.objectives(res, table, lo).detach().double().cpu()
+                steps = k_idx.unsqueeze(1).expand_as(table)
+                out[table[valid], steps[valid]] = obj[valid]
+        return out
 
     def rows_between(
         self, base: torch.Tensor, alphas: torch.Tensor

@@ -12,6 +12,7 @@ import torch
 from ..capture.hooks import pick
 from ..errors import ConfigError, DataError
 from ..models.subject import Subject
+from ._head import token_logprob
 
 
 class AttributionWarning(UserWarning):
@@ -277,8 +278,22 @@ def make_pairs(
     return Pairs(torch.arange(n), torch.tensor(per, device=dev), pos, labels, output)
 
 
-def objective_values(out: Any, pairs: Pairs, pair_idx: torch.Tensor, col0: int) -> torch.Tensor:
-    """The scalar objective of each row (``pair_idx`` names its pair); ``col0`` is the chunk's first column."""
+def objective_values(
+    out: Any,
+    pairs: Pairs,
+    pair_idx: torch.Tensor,
+    col0: int,
+    *,
+    head: torch.Tensor | None = None,
+    row: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The scalar objective of each row (``pair_idx`` names its pair); ``col0`` is the chunk's first column.
+
+    ``head``: the output head's weight ``[vocab, d]`` when ``out`` holds final hidden states instead of logits
+    (the head is applied at the target positions only, see :mod:`layerscope.attribution._head`).
+    ``row``: the output row of each entry of ``pair_idx`` (default: entry i reads row i), so several targets
+    of one row are evaluated in one batched head product.
+    """
     if pairs.kind == "callable":
         assert pairs.fn is not None
         v = pairs.fn(out)
@@ -291,7 +306,14 @@ def objective_values(out: Any, pairs: Pairs, pair_idx: torch.Tensor, col0: int) 
     rows = torch.arange(len(pair_idx), device=dev)
     if logits.ndim == 3:
         pos = pairs.position.to(dev)[pair_idx] - col0
-        logits = logits[rows, pos]  # rows, d_vocab
+        logits = logits[rows if row is None else row.to(dev), pos]  # rows, d_vocab (or d with ``head``)
+    elif row is not None:
+        logits = logits[row.to(dev)]
+    if head is not None:
+        if pairs.kind == "logit":
+            return (logits * head[tok]).sum(-1)
+        lp = token_logprob(logits, head, tok)
+        return lp if pairs.kind == "logprob" else lp.exp()
     if pairs.kind == "logprob":
         logits = torch.log_softmax(logits, -1)
     elif pairs.kind == "prob":

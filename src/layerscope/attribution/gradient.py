@@ -333,13 +333,14 @@ class IntegratedGradients(Attributor):
     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """IG with ``n_steps`` quadrature nodes: attributions, deltas, steps and evaluations per pair."""
         S = len(pairs.sample)
-        ends = eng.values(everyone, 2, eng.rows_between(base, torch.tensor([0.0, 1.0], dtype=torch.float64)))
+        # several targets of one example (continuations): share each forward row, vmap the backward
+        shared = self.share_rows and pairs.kind != "callable" and len(pairs.sample.unique()) < S
+        end_rows = eng.rows_between(base, torch.tensor([0.0, 1.0], dtype=torch.float64))
+        ends = eng.values_shared(2, end_rows) if shared else eng.values(everyone, 2, end_rows)
         f_base, f_in = ends[:, 0].numpy(), ends[:, 1].numpy()
         n = int(self.n_steps)
         alphas, weights = quadrature(self.quad, n)
         rows = eng.rows_between(base, alphas)
-        # several targets of one example (continuations): share each forward row, vmap the backward
-        shared = self.share_rows and pairs.kind != "callable" and len(pairs.sample.unique()) < S
         total = None
         if shared and self._forward_mode(eng, pairs, keep_raw):
             try:  # per-token scores [pairs, positions], (x − x′) already applied by the tangents
