@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--prompt", default=PROMPT, help="the prompt (its length sets the forward-mode tangents)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,14 +44,14 @@ def main() -> None:
 
     s = load("smollm2")
     tok = s.tokenizer
-    enc = tok(PROMPT, return_tensors="pt")
+    enc = tok(args.prompt, return_tensors="pt")
     with torch.no_grad():
         gen = s.model.generate(
             **enc, max_new_tokens=args.tokens, do_sample=False, pad_token_id=tok.pad_token_id
         )
     cont = tuple(gen[0, enc["input_ids"].shape[1] :].tolist())
     pad = int(tok.pad_token_id)
-    prep = prepare_text(s, [PROMPT])
+    prep = prepare_text(s, [args.prompt])
     if int(token_baseline_ids(s, prep, pad).ne(pad).sum()):
         print("note: the prompt has special tokens that layerscope keeps and Captum replaces")
     print(
@@ -61,19 +62,19 @@ def main() -> None:
     ig = IntegratedGradients(s, n_steps=args.steps, batch_tokens=args.batch_tokens)
     llm = LLMGradientAttribution(LayerIntegratedGradients(s.model, s.model.get_input_embeddings()), tok)
     # Captum attributes an indicator tensor of ones; any other value means "use TextTokenInput's baseline id"
-    inp = TextTokenInput(PROMPT, tok, baselines=pad)
+    inp = TextTokenInput(args.prompt, tok, baselines=pad)
     times: dict[str, list[float]] = {}
     ours = theirs = None
     # warm-up, both sides (first backward / first forward-mode pass / allocator growth), not timed
     IntegratedGradients(s, n_steps=2, batch_tokens=args.batch_tokens).attribute(
-        PROMPT, target=Continuation(ids=cont), baseline=TokenBaseline(pad)
+        args.prompt, target=Continuation(ids=cont), baseline=TokenBaseline(pad)
     )
     llm.attribute(inp, target=torch.tensor(cont[:2]), n_steps=2, baselines=0)
     for rnd in range(args.rounds):
         for who in ("layerscope", "captum") if rnd % 2 == 0 else ("captum", "layerscope"):
             t = time.perf_counter()
             if who == "layerscope":
-                r = ig.attribute(PROMPT, target=Continuation(ids=cont), baseline=TokenBaseline(pad))
+                r = ig.attribute(args.prompt, target=Continuation(ids=cont), baseline=TokenBaseline(pad))
                 ours = torch.tensor(r.scores)
             else:
                 out = llm.attribute(inp, target=torch.tensor(cont), n_steps=args.steps, baselines=0)

@@ -98,3 +98,29 @@ def test_bad_precision_is_a_clear_error(cnn):
         lo.visualize(cnn, SITE, [0], steps=1, precision=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="precision must be"):
         prec.resolve_precision("float64")
+
+
+def test_auto_times_a_step_of_each_and_records_the_choice(cnn, monkeypatch):
+    import layerscope.optimize.loop as loop
+
+    def run():
+        return lo.optimize(
+            cnn, lo.channel(SITE, [0, 1]), lo.PixelParam(2, 32, seed=2), steps=3, precision="auto"
+        )
+
+    monkeypatch.setattr(prec, "bf16_matmul_is_fast", lambda: False)
+    assert run().precision == "float32"  # no native bfloat16: no timing, float32
+    monkeypatch.setattr(prec, "bf16_matmul_is_fast", lambda: True)
+    monkeypatch.setattr(loop, "AUTO_MIN_GAIN", 1e-9)  # any bfloat16 step counts as faster
+    picked = run()
+    assert picked.precision == "bfloat16"
+    monkeypatch.setattr(loop, "AUTO_MIN_GAIN", 1e9)  # no bfloat16 step is fast enough
+    kept = run()
+    assert kept.precision == "float32"
+    # the timing steps touch neither the parameters nor the run's random draws
+    np.testing.assert_array_equal(kept.history, run_plain(cnn).history)
+    assert_no_hooks(cnn)
+
+
+def run_plain(cnn):
+    return lo.optimize(cnn, lo.channel(SITE, [0, 1]), lo.PixelParam(2, 32, seed=2), steps=3)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .._precision import autocast_dtype, check_precision
+from .._precision import check_precision
 from ..errors import ConfigError
 from ..result import Result
 from ._figures import image_grid
@@ -111,7 +111,7 @@ def visualize(
     n_samples: int = 4,
     seed: int = 0,
     progress: bool = False,
-    precision: str = "auto",
+    precision: str = "float32",
 ) -> FeatureVisResult:
     """Visualise ``units`` of ``site`` in ONE batched optimisation (one image per unit).
 
@@ -126,9 +126,9 @@ def visualize(
         transforms: ``standard`` (pad, jitter, scale, rotate), ``none``, or a ``Transform``.
         regularizers: e.g. ``{"tv": 0.05, "l2": 0.01}``.
         progress: show a progress bar.
-        precision: ``"auto"`` (default: the model runs in bfloat16 autocast where the hardware has native
-            bfloat16, float32 elsewhere), ``"float32"`` or ``"bfloat16"``; the images and objective stay
-            float32.
+        precision: ``"float32"`` (default), ``"bfloat16"`` (the model in bfloat16 autocast) or ``"auto"``
+            (bfloat16 where it is native and measured faster, see :func:`~layerscope.optimize.optimize`);
+            the images and objective stay float32. ``settings["precision"]`` records what ran.
     """
     subject = as_subject(model)
     spec = image_spec(subject)
@@ -183,7 +183,7 @@ def visualize(
             "transforms": transforms if isinstance(transforms, str | type(None)) else "custom",
             "seed": seed,
             "regularizers": dict(regularizers or {}),
-            "precision": "float32" if autocast_dtype(precision, subject.device) is None else "bfloat16",
+            "precision": out.precision,
         },
         steps_per_second=out.steps_per_second,
         labels=labels,

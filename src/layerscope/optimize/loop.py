@@ -44,6 +44,9 @@ ForwardFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], Any]
 #: Learning rates tried by ``lr="auto"`` (a short run from the same start for each; the best mean score wins).
 LR_CANDIDATES: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
 
+#: ``precision="auto"`` on a CPU keeps float32 unless a bfloat16 step is at least this many times faster.
+AUTO_MIN_GAIN = 1.2
+
 
 @dataclasses.dataclass
 class OptimizeOutput:
@@ -57,6 +60,7 @@ class OptimizeOutput:
         loss: total loss per step (what Adam minimised), ``[steps]``.
         lr: learning rate used (the one picked when ``lr="auto"``).
         seconds: wall time of the main run.
+        precision: the model's precision in the run (``"float32"`` or ``"bfloat16"``).
     """
 
     best: torch.Tensor
@@ -67,6 +71,7 @@ class OptimizeOutput:
     lr: float
     seconds: float
     objective: str
+    precision: str = "float32"
 
     @property
     def steps_per_second(self) -> float:
@@ -280,10 +285,12 @@ def optimize(
         progress: show a rich progress bar.
         keep_best: keep the best-so-far rendering per batch element (else ``best`` is the last one).
         forward: ``forward(module, inputs)`` runs the model (default: ``module(x)`` or ``module(**inputs)``).
-        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"`` (bfloat16 where the device runs it
-            natively, see :func:`layerscope._precision.autocast_dtype`): the model's forward and backward
-            run under ``torch.autocast``; the parametrisation, transforms, objective (read from float32
-            copies of the captured sites), regularisers and Adam stay float32.
+        precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"``. With bfloat16 the model's forward
+            and backward run under ``torch.autocast``; the parametrisation, transforms, objective (read from
+            float32 copies of the captured sites), regularisers and Adam stay float32. ``"auto"`` uses
+            bfloat16 only where the device has it natively and, on a CPU, where one timed step of each
+            precision on the first rendering shows bfloat16 at least :data:`AUTO_MIN_GAIN` × faster (it
+            is slower for depthwise convolutions and tiny batches); the choice is ``output.precision``.
 
     Returns:
         :class:`OptimizeOutput` with the best and last renderings, scores per step and timing.
@@ -297,10 +304,7 @@ def optimize(
     if not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"steps must be an integer >= 1, got {steps!r}")
     module, _ = adapter_of(model)
-    dtype = autocast_dtype(check_precision(precision), _device_of(module))
-    if dtype is not None:
-        forward = _autocast(forward, _device_of(module).type, dtype)
-        objective = _read_float32(objective)
+    check_precision(precision)
     was_training = module.training
     module.eval()
 
@@ -312,7 +316,7 @@ def optimize(
         with folded_batchnorm(module, representative):  # eval BatchNorm merged into its conv: no BN passes
             return _optimize_folded(
                 model, module, objective, param, steps, lr, transform, regularizers, forward, seed, progress,
-                keep_best,
+                keep_best, precision,
             )  # fmt: skip
     finally:
         module.train(was_training)
@@ -362,12 +366,17 @@ def _optimize_folded(
     seed: int,
     progress: bool,
     keep_best: bool,
+    precision: str,
 ) -> OptimizeOutput:
+    dtype = _choose_dtype(precision, model, module, objective, param, transform, forward, seed)
+    if dtype is not None:
+        forward = _autocast(forward, _device_of(module).type, dtype)
+        objective = _read_float32(objective)
     if lr == "auto":
         lr = _find_lr(model, module, objective, param, steps, transform, regularizers, forward, seed)
     if not isinstance(lr, int | float) or lr <= 0:
         raise ConfigError(f"lr must be a positive number or 'auto', got {lr!r}")
-    return _run(
+    out = _run(
         model,
         module,
         objective,
@@ -382,6 +391,43 @@ def _optimize_folded(
         keep_best=keep_best,
         description=objective.description[:40],
     )
+    out.precision = "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    return out
+
+
+def _choose_dtype(
+    precision: str,
+    model: Any,
+    module: torch.nn.Module,
+    objective: Objective,
+    param: Parametrization,
+    transform: Transform | None,
+    forward: ForwardFn,
+    seed: int,
+) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (None: float32); ``"auto"`` on a CPU times one step of each."""
+    device = _device_of(module)
+    dtype = autocast_dtype(precision, device)
+    if precision != "auto" or dtype is None or device.type != "cpu":
+        return dtype
+    params = list(param.parameters())
+
+    def step_seconds(fwd: ForwardFn, obj: Objective) -> float:
+        gen = torch.Generator().manual_seed(int(seed))  # its own generator: the run's draws are untouched
+        best = float("inf")
+        for _ in range(3):  # the first is a warm-up (allocations, kernel selection)
+            t = time.perf_counter()
+            rendered = param.render()
+            inputs = _inputs_of(param, rendered, transform, gen)
+            with capture(model, list(obj.sites), stop=True, detach=False) as trace:
+                fwd(module, inputs)
+            torch.autograd.grad(-obj(trace).sum(), params)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    f32 = step_seconds(forward, objective)
+    low = step_seconds(_autocast(forward, device.type, dtype), _read_float32(objective))
+    return dtype if low * AUTO_MIN_GAIN <= f32 else None
 
 
 def _find_lr(

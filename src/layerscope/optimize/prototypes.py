@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._precision import autocast_dtype, check_precision
+from .._precision import check_precision
 from ..capture import capture
 from ..errors import ConfigError
 from ..report.figures import heatmap
@@ -125,7 +125,7 @@ def prototypes(
     regularizers: dict[str, float] | None = None,
     seed: int = 0,
     progress: bool = False,
-    precision: str = "auto",
+    precision: str = "float32",
 ) -> PrototypeResult:
     """One prototype per class in ``classes`` (default: all classes), optimised together in one batch.
 
@@ -135,9 +135,10 @@ def prototypes(
         objective: ``margin`` (class logit minus the mean other logit) or ``logit``.
         size: image side in pixels (default: the model's input size).
         Other arguments as in :func:`layerscope.optimize.visualize`.
-        precision: ``"auto"`` (default: the model runs in bfloat16 autocast where the hardware has native
-            bfloat16, float32 elsewhere), ``"float32"`` or ``"bfloat16"``; the images, objective and
-            reported probabilities stay float32.
+        precision: ``"float32"`` (default), ``"bfloat16"`` (the model in bfloat16 autocast) or ``"auto"``
+            (bfloat16 where it is native and measured faster, see :func:`~layerscope.optimize.optimize`);
+            the images, objective and reported probabilities stay float32. ``settings["precision"]``
+            records what ran.
     """
     subject = as_subject(model)
     spec = image_spec(subject)
@@ -185,7 +186,7 @@ def prototypes(
             "param": param,
             "seed": seed,
             "regularizers": dict(regularizers or {}),
-            "precision": "float32" if autocast_dtype(precision, subject.device) is None else "bfloat16",
+            "precision": out.precision,
         },
         steps_per_second=out.steps_per_second,
         seconds=out.seconds,
