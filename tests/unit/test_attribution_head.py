@@ -108,3 +108,16 @@ def test_the_split_is_used_only_where_it_is_exact(llama):
     # a callable objective reads the real logits: never split
     _, _, eng = ig._setup(prompt, lambda out: out.logits[:, -1, 3], "logit", None)
     assert eng.head_split() is None
+
+
+def test_token_logprob_chunks_rows_and_supports_batched_primals(monkeypatch):
+    import layerscope.attribution._head as head_mod
+
+    monkeypatch.setattr(head_mod, "_HEAD_ROWS", 2)  # 5 rows in chunks of 2
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(40, 8, generator=g)
+    h = torch.randn(3, 5, 8, generator=g)
+    tok = torch.randint(0, 40, (5,), generator=g)
+    torch.testing.assert_close(token_logprob(h[0], w, tok), _reference(h[0], w, tok))
+    batched = vmap(lambda x: token_logprob(x, w, tok))(h)  # a vmapped primal (e.g. per-example gradients)
+    torch.testing.assert_close(batched, torch.stack([_reference(x, w, tok) for x in h]))

@@ -154,7 +154,7 @@ class Engine:
                 return None
             mine = hidden @ head.weight.T
             scale = float(logits.abs().max().clamp_min(1e-6))
-            if not torch.allclose(mine.float(), logits.float(), rtol=1e-4, atol=1e-4 * scale):
+            if not torch.allclose(mine.float(), logits.float(), rtol=1e-4, atol=1e-4 * scale, equal_nan=True):
                 return None  # the model scales or soft-caps its logits: keep the full head
         return name, head.weight.detach()
 

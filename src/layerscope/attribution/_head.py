@@ -22,6 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+#: rows per head product in :func:`token_logprob` (two ``[rows, vocab]`` float32 buffers: ~400 MB at 49k tokens)
+_HEAD_ROWS = 1024
+
 
 class _TokenLogProb(torch.autograd.Function):
     """log softmax(h Wᵀ)[y] per row, with forward- and reverse-mode rules that never form vocab tangents."""
@@ -32,11 +35,16 @@ class _TokenLogProb(torch.autograd.Function):
     def forward(
         h: torch.Tensor, weight: torch.Tensor, tok: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = h @ weight.T  # rows, vocab
-        lse = torch.logsumexp(logits, -1)
         w_y = weight[tok]  # rows, d
-        direction = w_y - torch.softmax(logits, -1) @ weight  # d log p(y) / dh
-        return (h * w_y).sum(-1) - lse, direction
+        # logsumexp and Σ_v p_v w_v per row, in row chunks (bounded [rows, vocab] buffers)
+        lse: list[torch.Tensor] = []
+        expected: list[torch.Tensor] = []
+        for r0 in range(0, h.shape[0], _HEAD_ROWS):
+            logits = h[r0 : r0 + _HEAD_ROWS] @ weight.T
+            lse.append(torch.logsumexp(logits, -1))
+            expected.append(torch.softmax(logits, -1) @ weight)
+        # log p(y) and its derivative d log p(y) / dh
+        return (h * w_y).sum(-1) - torch.cat(lse), w_y - torch.cat(expected)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
