@@ -3,7 +3,7 @@
 Model: ``cifar10-cnn`` (small CNN trained once on bundled CIFAR-10 and cached). Both sides use the same
 code path (``layerscope.optimize.prototypes``), Fourier parametrisation, standard transforms, logit
 margin objective, 32 px, the same steps and the same ``--precision`` setting (default ``auto``: each run
-times one step in float32 and one in bfloat16 autocast and keeps bfloat16 only if it is ≥ 1.2× faster, so the
+times a few alternated steps in float32 and in bfloat16 autocast and keeps bfloat16 only if it is ≥ 1.2× faster, so the
 batch of 10 may run in bfloat16 while batch-1 runs stay float32; ``float32`` forces both); the only
 difference is batch 10 vs 10 × batch 1. Target ≥ 5×.
 

@@ -288,8 +288,8 @@ def optimize(
         precision: ``"float32"`` (default), ``"bfloat16"`` or ``"auto"``. With bfloat16 the model's forward
             and backward run under ``torch.autocast``; the parametrisation, transforms, objective (read from
             float32 copies of the captured sites), regularisers and Adam stay float32. ``"auto"`` uses
-            bfloat16 only where the device has it natively and, on a CPU, where one timed step of each
-            precision on the first rendering shows bfloat16 at least :data:`AUTO_MIN_GAIN` × faster (it
+            bfloat16 only where the device has it natively and, on a CPU, where timed steps of each
+            precision show bfloat16 at least :data:`AUTO_MIN_GAIN` × faster (it
             is slower for depthwise convolutions and tiny batches); the choice is ``output.precision``.
 
     Returns:
@@ -405,28 +405,33 @@ def _choose_dtype(
     forward: ForwardFn,
     seed: int,
 ) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (None: float32); ``"auto"`` on a CPU times one step of each."""
+    """The autocast dtype for ``precision`` (None: float32); ``"auto"`` on a CPU times steps of each.
+
+    One warm-up step per precision, then three alternated timed steps each; the fastest of each is compared.
+    """
     device = _device_of(module)
     dtype = autocast_dtype(precision, device)
     if precision != "auto" or dtype is None or device.type != "cpu":
         return dtype
     params = list(param.parameters())
+    gen = torch.Generator().manual_seed(int(seed))  # its own generator: the run's draws are untouched
+    variants = [(forward, objective), (_autocast(forward, device.type, dtype), _read_float32(objective))]
 
     def step_seconds(fwd: ForwardFn, obj: Objective) -> float:
-        gen = torch.Generator().manual_seed(int(seed))  # its own generator: the run's draws are untouched
-        best = float("inf")
-        for _ in range(3):  # the first is a warm-up (allocations, kernel selection)
-            t = time.perf_counter()
-            rendered = param.render()
-            inputs = _inputs_of(param, rendered, transform, gen)
-            with capture(model, list(obj.sites), stop=True, detach=False) as trace:
-                fwd(module, inputs)
-            torch.autograd.grad(-obj(trace).sum(), params)
-            best = min(best, time.perf_counter() - t)
-        return best
+        t = time.perf_counter()
+        inputs = _inputs_of(param, param.render(), transform, gen)
+        with capture(model, list(obj.sites), stop=True, detach=False) as trace:
+            fwd(module, inputs)
+        torch.autograd.grad(-obj(trace).sum(), params)
+        return time.perf_counter() - t
 
-    f32 = step_seconds(forward, objective)
-    low = step_seconds(_autocast(forward, device.type, dtype), _read_float32(objective))
+    for fwd, obj in variants:  # warm-up: allocations, kernel selection
+        step_seconds(fwd, obj)
+    best = [float("inf"), float("inf")]
+    for _ in range(3):  # alternated, fastest of each: robust to load that comes and goes
+        for i, (fwd, obj) in enumerate(variants):
+            best[i] = min(best[i], step_seconds(fwd, obj))
+    f32, low = best
     return dtype if low * AUTO_MIN_GAIN <= f32 else None
 
 
