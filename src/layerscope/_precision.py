@@ -63,8 +63,9 @@ def resolve_precision(precision: str) -> torch.dtype:
 def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype for a model on ``device`` (None: run in float32, no autocast).
 
-    ``"auto"`` picks bfloat16 on CUDA devices that support it and on CPUs where :func:`bf16_matmul_is_fast`,
-    float32 elsewhere; ``"bfloat16"`` forces it.
+    ``"auto"`` picks bfloat16 on CUDA devices with native support (compute capability ≥ 8, judged on
+    ``device`` itself) and on CPUs where :func:`bf16_matmul_is_fast`, float32 elsewhere; ``"bfloat16"``
+    forces it.
     """
     p = check_precision(precision)
     if p == "float32":
@@ -72,8 +73,11 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     if p == "bfloat16":
         return torch.bfloat16
     dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if (
+        dev.type == "cuda"
+    ):  # native bfloat16 tensor cores from compute capability 8 (Ampere); older GPUs emulate
+        major, _ = torch.cuda.get_device_capability(dev)
+        return torch.bfloat16 if major >= 8 else None
     if dev.type == "cpu":
         return torch.bfloat16 if bf16_matmul_is_fast() else None
     return None

@@ -50,14 +50,17 @@ def _without_split(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_mod, "head_of", lambda model: None)
 
 
-@pytest.mark.parametrize("output", ["logit", "logprob", "prob"])
 @pytest.mark.parametrize("jacobian", ["forward", "reverse"])
-def test_continuation_scores_equal_the_full_head_path(llama, monkeypatch, output, jacobian):
+def test_continuation_scores_equal_the_full_head_path(llama, monkeypatch, jacobian):
     cont = Continuation(ids=tuple(llama.tokenizer(" the mat", add_special_tokens=False)["input_ids"]))
+    texts = [
+        "The cat sat on",
+        "A dog",
+    ]  # two examples of different lengths: the shared rows scatter per example
 
     def run():
         ig = IntegratedGradients(llama, n_steps=6, jacobian=jacobian)
-        return ig.attribute("The cat sat on", target=cont, baseline=TokenBaseline(5), output=output)
+        return ig.attribute(texts, target=cont, baseline=TokenBaseline(5))
 
     head = llama.model.lm_head
     split = run()
@@ -67,8 +70,26 @@ def test_continuation_scores_equal_the_full_head_path(llama, monkeypatch, output
     scale = float(np.nanmax(np.abs(full.scores)))
     np.testing.assert_allclose(split.scores, full.scores, atol=1e-5 * scale)
     np.testing.assert_allclose(split.f_input, full.f_input, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split.f_baseline, full.f_baseline, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(split.delta, full.delta, atol=1e-5 * scale)
     assert_no_hooks(llama)
+
+
+@pytest.mark.parametrize("output", ["logit", "logprob", "prob"])
+def test_next_token_ig_equals_the_full_head_path_for_every_output(llama, monkeypatch, output):
+    texts = ["The cat sat", "A dog ran to the"]
+
+    def run():
+        return IntegratedGradients(llama, n_steps=4).attribute(
+            texts, target=[7, 9], output=output, baseline="zero"
+        )
+
+    split = run()
+    _without_split(monkeypatch)
+    full = run()
+    scale = float(np.nanmax(np.abs(full.scores)))
+    np.testing.assert_allclose(split.scores, full.scores, atol=1e-5 * scale)
+    np.testing.assert_allclose(split.f_input, full.f_input, rtol=1e-5, atol=1e-7)
 
 
 def test_next_token_gradients_equal_the_full_head_path(llama, monkeypatch):
@@ -121,3 +142,79 @@ def test_token_logprob_chunks_rows_and_supports_batched_primals(monkeypatch):
     torch.testing.assert_close(token_logprob(h[0], w, tok), _reference(h[0], w, tok))
     batched = vmap(lambda x: token_logprob(x, w, tok))(h)  # a vmapped primal (e.g. per-example gradients)
     torch.testing.assert_close(batched, torch.stack([_reference(x, w, tok) for x in h]))
+
+
+def test_lrp_keeps_the_head_so_its_rule_runs(llama, monkeypatch):
+    from layerscope.attribution import LRP
+
+    texts = ["The cat sat", "A dog ran to the big red house and"]
+    kept = LRP(llama, linear_rule="zplus").attribute(texts, target=[7, 9])
+    _without_split(monkeypatch)
+    ref = LRP(llama, linear_rule="zplus").attribute(texts, target=[7, 9])
+    np.testing.assert_allclose(kept.scores, ref.scores, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(kept.delta, ref.delta, rtol=1e-6, atol=1e-9)
+
+
+def test_nan_at_pad_positions_does_not_break_the_check(llama, monkeypatch):
+    state: dict[str, torch.Tensor | None] = {}
+
+    def remember_mask(module, args, kwargs):
+        state["mask"] = kwargs.get("attention_mask")
+
+    def nan_pads(module, args, out):  # what some attention kernels give at fully masked rows
+        mask = state.get("mask")
+        if mask is None or out.shape[1] != mask.shape[1]:
+            return out
+        out = out.clone()
+        out[mask == 0] = float("nan")
+        return out
+
+    hooks = [
+        llama.model.register_forward_pre_hook(remember_mask, with_kwargs=True),
+        llama.model.model.norm.register_forward_hook(nan_pads),
+    ]
+    try:
+        texts = ["Hi", "A dog ran to the big red house and"]
+        split = Saliency(llama).attribute(texts, target=[7, 9], output="logprob")
+        _without_split(monkeypatch)
+        full = Saliency(llama).attribute(texts, target=[7, 9], output="logprob")
+    finally:
+        for h in hooks:
+            h.remove()
+    np.testing.assert_allclose(split.f_input, full.f_input, rtol=1e-5)
+    np.testing.assert_allclose(split.scores, full.scores, atol=1e-5 * float(np.nanmax(np.abs(full.scores))))
+
+
+def test_sites_that_contain_the_head_keep_it(llama):
+    ig = IntegratedGradients(llama, n_steps=2, site="module:")  # the root module holds the head
+    _, _, eng = ig._setup(["The cat sat"], [7], "logprob", None)
+    assert eng.head_split() is None
+    ig = IntegratedGradients(llama, n_steps=2, site="module:lm_head")
+    _, _, eng = ig._setup(["The cat sat"], [7], "logprob", None)
+    assert eng.head_split() is None
+
+
+def test_real_errors_are_raised_not_swallowed_by_the_fallbacks(llama):
+    from layerscope.attribution.gradient import _transform_unsupported
+
+    assert _transform_unsupported(NotImplementedError("no jvp"))
+    assert _transform_unsupported(RuntimeError("Batching rule not implemented for aten::foo"))
+    assert not _transform_unsupported(RuntimeError("boom"))
+    assert not _transform_unsupported(RuntimeError("CUDA out of memory (vmap)"))
+
+    def boom(module, args, out):  # fails only in the shared-row passes (3 rows = 3 steps of one example)
+        hidden = out[0] if isinstance(out, tuple) else out
+        if hidden.shape[0] == 3:
+            raise RuntimeError("boom")
+
+    h = llama.model.model.layers[0].register_forward_hook(boom)
+    try:
+        for jacobian in ("auto", "reverse"):
+            with pytest.raises(RuntimeError, match="boom"):
+                IntegratedGradients(llama, n_steps=3, jacobian=jacobian).attribute(
+                    "The cat", target=Continuation(ids=(7, 9)), baseline=TokenBaseline(5)
+                )
+    finally:
+        h.remove()
+    assert_no_hooks(llama)
+    assert isinstance(llama.model.lm_head, torch.nn.Linear)

@@ -124,3 +124,10 @@ def test_auto_times_a_step_of_each_and_records_the_choice(cnn, monkeypatch):
 
 def run_plain(cnn):
     return lo.optimize(cnn, lo.channel(SITE, [0, 1]), lo.PixelParam(2, 32, seed=2), steps=3)
+
+
+def test_auto_on_cuda_needs_native_bfloat16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4: emulated
+    assert prec.autocast_dtype("auto", "cuda:0") is None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    assert prec.autocast_dtype("auto", "cuda:0") == torch.bfloat16

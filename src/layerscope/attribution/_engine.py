@@ -104,19 +104,20 @@ class Engine:
             out = self.subject.forward(inputs)
         return out
 
-    def objective(self, out: object, pair_idx: torch.Tensor, col0: int) -> torch.Tensor:
-        """The scalar objective of each row of a :meth:`forward` output (``pair_idx`` names its pair)."""
+    def objective(self, out: object, pair_idx: torch.Tensor, col0: int, *, grad: bool = True) -> torch.Tensor:
+        """The scalar objective of each row of a :meth:`forward` output (``pair_idx`` names its pair);
+        ``grad=False`` when no derivative will be taken."""
         split = self.head_split()
-        return objective_values(out, self.pairs, pair_idx, col0, head=split[1] if split else None)
+        return objective_values(out, self.pairs, pair_idx, col0, head=split[1] if split else None, grad=grad)
 
-    def objectives(self, out: object, table: torch.Tensor, col0: int) -> torch.Tensor:
+    def objectives(self, out: object, table: torch.Tensor, col0: int, *, grad: bool = True) -> torch.Tensor:
         """Objectives of several targets per row (``table [rows, T]`` names the pairs) in one batched
         evaluation: ``[rows, T]``."""
         split = self.head_split()
         rows, T = table.shape
         row = torch.arange(rows).repeat_interleave(T)
         flat = objective_values(
-            out, self.pairs, table.reshape(-1), col0, head=split[1] if split else None, row=row
+            out, self.pairs, table.reshape(-1), col0, head=split[1] if split else None, row=row, grad=grad
         )
         return flat.view(rows, T)
 
@@ -125,6 +126,10 @@ class Engine:
         if self._head is False:
             self._head = self._find_head_split()
         return self._head  # type: ignore[return-value]
+
+    def keep_head(self) -> None:
+        """Never split the head (methods whose rules act on the head module itself, such as LRP)."""
+        self._head = None
 
     def _find_head_split(self) -> tuple[str, torch.Tensor] | None:
         if (
@@ -138,24 +143,30 @@ class Engine:
         if found is None:
             return None
         name, head = found
+        if getattr(head, "_hf_hook", None) is not None or head.weight.device.type == "meta":
+            return None  # offloaded / dispatched heads run through their own hooks
         site_module = self.subject.adapter.resolve(self.site).module
-        if site_module is head or any(m is site_module for m in head.modules()):
-            return None  # the site is the head itself: it must stay in the model
+        if any(m is head for m in site_module.modules()) or any(m is site_module for m in head.modules()):
+            return None  # the site is the head, inside it, or contains it (e.g. the root module): keep it
         inputs = {k: v[:1] for k, v in self.prep.inputs.items()}  # one example, real inputs
-        with torch.no_grad():
-            logits = pick(self.subject.forward(inputs), 0)
-            with headless(model, name):
-                hidden = pick(self.subject.forward(inputs), 0)
-            if (
-                logits.ndim != 3
-                or hidden.shape[:2] != logits.shape[:2]
-                or hidden.shape[-1] != head.in_features
-            ):
-                return None
-            mine = hidden @ head.weight.T
-            scale = float(logits.abs().max().clamp_min(1e-6))
-            if not torch.allclose(mine.float(), logits.float(), rtol=1e-4, atol=1e-4 * scale, equal_nan=True):
-                return None  # the model scales or soft-caps its logits: keep the full head
+        try:
+            with torch.no_grad():
+                logits = pick(self.subject.forward(inputs), 0)
+                with headless(model, name):
+                    hidden = pick(self.subject.forward(inputs), 0)
+                if (
+                    logits.ndim != 3
+                    or hidden.shape[:2] != logits.shape[:2]
+                    or hidden.shape[-1] != head.in_features
+                ):
+                    return None
+                mine = (hidden @ head.weight.T).float()
+                ref = logits.float()
+                scale = float(ref.nan_to_num(0.0, 0.0, 0.0).abs().max().clamp_min(1e-6))
+                if not torch.allclose(mine, ref, rtol=1e-4, atol=1e-4 * scale, equal_nan=True):
+                    return None  # the model scales or soft-caps its logits: keep the full head
+        except Exception:  # any model that cannot run headless keeps its head (its errors resurface later)
+            return None
         return name, head.weight.detach()
 
     # -- chunking ----------------------------------------------------------------------------------
@@ -419,7 +430,7 @@ class Engine:
                 lo, hi = self._span(sample)
                 value, _ = make_rows(p_idx, k_idx, lo, hi)
                 res = self.forward(sample, lo, hi, value)
-                obj = self.objective(res, p_idx, lo)
+                obj = self.objective(res, p_idx, lo, grad=False)
                 out[p_idx, k_idx] = obj.detach().double().cpu()
         return out[pair_ids]
 
@@ -437,7 +448,7 @@ class Engine:
                 table = slots[sample]  # rows, T
                 valid = table >= 0
                 table = torch.where(valid, table, p_idx.unsqueeze(1))
-                obj = self.objectives(res, table, lo).detach().double().cpu()
+                obj = self.objectives(res, table, lo, grad=False).detach().double().cpu()
                 steps = k_idx.unsqueeze(1).expand_as(table)
                 out[table[valid], steps[valid]] = obj[valid]
         return out

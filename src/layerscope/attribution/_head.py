@@ -26,8 +26,24 @@ from torch import nn
 _HEAD_ROWS = 1024
 
 
+def _lse_chunks(
+    h: torch.Tensor, weight: torch.Tensor, *, expected: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """logsumexp(h Wᵀ) per row (float32) and, if asked, Σ_v p_v w_v (float32), in row chunks of
+    :data:`_HEAD_ROWS` so the ``[rows, vocab]`` buffers stay bounded."""
+    lse: list[torch.Tensor] = []
+    mean_w: list[torch.Tensor] = []
+    for r0 in range(0, h.shape[0], _HEAD_ROWS):
+        logits = (h[r0 : r0 + _HEAD_ROWS] @ weight.T).float()
+        lse.append(torch.logsumexp(logits, -1))
+        if expected:
+            mean_w.append((torch.softmax(logits, -1).to(weight.dtype) @ weight).float())
+    return torch.cat(lse), (torch.cat(mean_w) if expected else None)
+
+
 class _TokenLogProb(torch.autograd.Function):
-    """log softmax(h Wᵀ)[y] per row, with forward- and reverse-mode rules that never form vocab tangents."""
+    """log softmax(h Wᵀ)[y] per row (float32), with forward- and reverse-mode rules that never form vocab
+    tangents: both use d log p(y) / dh = w_y − Σ_v p_v w_v, computed once in the forward pass."""
 
     generate_vmap_rule = True
 
@@ -35,36 +51,37 @@ class _TokenLogProb(torch.autograd.Function):
     def forward(
         h: torch.Tensor, weight: torch.Tensor, tok: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        w_y = weight[tok]  # rows, d
-        # logsumexp and Σ_v p_v w_v per row, in row chunks (bounded [rows, vocab] buffers)
-        lse: list[torch.Tensor] = []
-        expected: list[torch.Tensor] = []
-        for r0 in range(0, h.shape[0], _HEAD_ROWS):
-            logits = h[r0 : r0 + _HEAD_ROWS] @ weight.T
-            lse.append(torch.logsumexp(logits, -1))
-            expected.append(torch.softmax(logits, -1) @ weight)
-        # log p(y) and its derivative d log p(y) / dh
-        return (h * w_y).sum(-1) - torch.cat(lse), w_y - torch.cat(expected)
+        w_y = weight[tok].float()  # rows, d
+        lse, mean_w = _lse_chunks(h, weight, expected=True)
+        assert mean_w is not None
+        return (h.float() * w_y).sum(-1) - lse, w_y - mean_w  # log p(y), its derivative
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
         ctx.mark_non_differentiable(output[1])
         ctx.save_for_backward(output[1])
         ctx.save_for_forward(output[1])
+        ctx.h_dtype = inputs[0].dtype
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor, _unused: Any) -> tuple[torch.Tensor, None, None]:
         (direction,) = ctx.saved_tensors
-        return grad.unsqueeze(-1) * direction, None, None
+        return (grad.unsqueeze(-1) * direction).to(ctx.h_dtype), None, None
 
     @staticmethod
     def jvp(ctx: Any, h_t: torch.Tensor, weight_t: Any, tok_t: Any) -> tuple[torch.Tensor, None]:
         (direction,) = ctx.saved_tensors
-        return (h_t * direction).sum(-1), None
+        return (h_t.float() * direction).sum(-1), None
 
 
-def token_logprob(h: torch.Tensor, weight: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    """log softmax(h @ weight.T)[rows, tok] for ``h [rows, d]``: ``[rows]`` (head weights get no gradient)."""
+def token_logprob(
+    h: torch.Tensor, weight: torch.Tensor, tok: torch.Tensor, *, grad: bool = True
+) -> torch.Tensor:
+    """log softmax(h @ weight.T)[rows, tok] for ``h [rows, d]``: ``[rows]``, float32 (head weights get no
+    gradient). ``grad=False`` computes the value alone (half the head work; no derivative rules)."""
+    if not grad:
+        lse, _ = _lse_chunks(h, weight, expected=False)
+        return (h.float() * weight[tok].float()).sum(-1) - lse
     return _TokenLogProb.apply(h, weight, tok)[0]
 
 

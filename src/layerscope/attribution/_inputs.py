@@ -286,13 +286,15 @@ def objective_values(
     *,
     head: torch.Tensor | None = None,
     row: torch.Tensor | None = None,
+    grad: bool = True,
 ) -> torch.Tensor:
     """The scalar objective of each row (``pair_idx`` names its pair); ``col0`` is the chunk's first column.
 
     ``head``: the output head's weight ``[vocab, d]`` when ``out`` holds final hidden states instead of logits
     (the head is applied at the target positions only, see :mod:`layerscope.attribution._head`).
     ``row``: the output row of each entry of ``pair_idx`` (default: entry i reads row i), so several targets
-    of one row are evaluated in one batched head product.
+    of one row are evaluated in one batched head product. ``grad=False``: values only (no derivative will
+    be taken), which halves the head work.
     """
     if pairs.kind == "callable":
         assert pairs.fn is not None
@@ -312,7 +314,7 @@ def objective_values(
     if head is not None:
         if pairs.kind == "logit":
             return (logits * head[tok]).sum(-1)
-        lp = token_logprob(logits, head, tok)
+        lp = token_logprob(logits, head, tok, grad=grad)
         return lp if pairs.kind == "logprob" else lp.exp()
     if pairs.kind == "logprob":
         logits = torch.log_softmax(logits, -1)

@@ -69,6 +69,27 @@ def eval_mode(subject: Subject) -> Iterator[None]:
             subject.model.train()
 
 
+#: words of the errors torch raises for an op without a vmap batching rule or a forward-mode (jvp) formula
+_TRANSFORM_WORDS = (
+    "vmap",
+    "batching rule",
+    "batched",
+    "forward ad",
+    "forward-mode",
+    "jvp",
+    "dual",
+    "not implemented",
+)
+
+
+def _transform_unsupported(e: BaseException) -> bool:
+    """Whether ``e`` says a model op cannot run under vmap / forward AD (fall back), not a real error (raise)."""
+    msg = str(e).lower()
+    if "out of memory" in msg:
+        return False
+    return isinstance(e, NotImplementedError) or any(w in msg for w in _TRANSFORM_WORDS)
+
+
 class Attributor:
     """Base of every attribution method: ``Method(subject, site=...).attribute(inputs, target=...)``."""
 
@@ -346,7 +367,7 @@ class IntegratedGradients(Attributor):
             try:  # per-token scores [pairs, positions], (x − x′) already applied by the tangents
                 tok = eng.jvp_token_sums(n, rows, weights, x - base).to(x.dtype)
             except (NotImplementedError, RuntimeError) as e:
-                if self.jacobian == "forward" or "out of memory" in str(e).lower():
+                if self.jacobian == "forward" or not _transform_unsupported(e):
                     raise
             else:
                 delta = tok.double().sum(1).cpu().numpy() - (f_in - f_base)
@@ -355,8 +376,11 @@ class IntegratedGradients(Attributor):
         if shared:
             try:
                 total = eng.grad_sum_shared(n, rows, weights)
-            except RuntimeError as e:  # a backward without vmap support: one row per target
-                if "out of memory" in str(e).lower():
+            except (
+                NotImplementedError,
+                RuntimeError,
+            ) as e:  # a backward without vmap support: one row per target
+                if not _transform_unsupported(e):
                     raise
         if total is None:
             total = eng.grad_sum(everyone, n, rows, weights)

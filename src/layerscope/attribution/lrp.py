@@ -120,6 +120,7 @@ class LRP(Attributor):
             )
         with eval_mode(self.subject):
             prep, pairs, eng = self._setup(inputs, target, "logit", None)
+            eng.keep_head()  # the head's own LRP rule must run
             x = eng.x
             plan = self._plan(eng)
             check_plan(plan)
