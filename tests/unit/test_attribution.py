@@ -472,3 +472,21 @@ def test_attention_view_payload_is_compact_escaped_and_decodes():
     assert 30 * per_layer < 15e6
     with pytest.raises(ConfigError):
         attention_view_html(tokens, pats[0])
+
+
+def test_left_padding_gives_the_same_tokens_and_scores():
+    s = tiny_llama(seed=2)
+    texts = ["Hi", "A dog ran to the big red house and"]
+
+    def run():
+        ig = IntegratedGradients(s, n_steps=3)
+        return ig.attribute(texts, target=Continuation(ids=(7, 9)), baseline=TokenBaseline(5))
+
+    right = run()
+    s.tokenizer.padding_side = "left"
+    try:
+        left = run()
+    finally:
+        s.tokenizer.padding_side = "right"
+    assert left.tokens == right.tokens and left.words == right.words
+    np.testing.assert_allclose(left.scores, right.scores, atol=1e-5 * float(np.nanmax(np.abs(right.scores))))

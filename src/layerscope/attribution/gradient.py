@@ -190,13 +190,14 @@ class Attributor:
                 b = int(pairs.sample[r])
                 vals = per_tok[r, c].detach().double().cpu().numpy()
                 scores[r, : len(c)] = vals
-                tokens.append([prep.tokens[b][j] for j in c])
+                o = int(prep.first[b]) if prep.first is not None else 0  # left padding: columns start at o
+                tokens.append([prep.tokens[b][j - o] for j in c])
                 agg: dict[int, list[Any]] = {}
                 for j, v in zip(c, vals, strict=True):
-                    w = prep.word_ids[b][j]
+                    w = prep.word_ids[b][j - o]
                     if w is None:
                         continue
-                    s0, e0 = prep.offsets[b][j]
+                    s0, e0 = prep.offsets[b][j - o]
                     if w not in agg:
                         agg[w] = [s0, e0, 0.0]
                     agg[w][0] = min(agg[w][0], s0)
