@@ -73,9 +73,7 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
     if p == "bfloat16":
         return torch.bfloat16
     dev = torch.device(device)
-    if (
-        dev.type == "cuda"
-    ):  # native bfloat16 tensor cores from compute capability 8 (Ampere); older GPUs emulate
+    if dev.type == "cuda":  # native bfloat16 from compute capability 8 (Ampere); older GPUs emulate it
         major, _ = torch.cuda.get_device_capability(dev)
         return torch.bfloat16 if major >= 8 else None
     if dev.type == "cpu":

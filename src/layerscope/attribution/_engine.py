@@ -421,37 +421,29 @@ class Engine:
             part = torch.zeros(len(total), len(pos), dtype=torch.float64).index_add_(0, flat[keep], contrib)
             total[:, (pos + lo).cpu()] += part
 
-    def values(self, pair_ids: torch.Tensor, n_per_pair: int, make_rows: RowMaker) -> torch.Tensor:
-        """Objective of every row, no gradients: ``[n_pairs_given, n_per_pair]`` in ``pair_ids`` order."""
-        out = torch.zeros((len(self.pairs.sample), n_per_pair), dtype=torch.float64)
-        with torch.no_grad():
-            for p_idx, k_idx in self.chunks(pair_ids, n_per_pair):
-                sample = self.pairs.sample[p_idx]
-                lo, hi = self._span(sample)
-                value, _ = make_rows(p_idx, k_idx, lo, hi)
-                res = self.forward(sample, lo, hi, value)
-                obj = self.objective(res, p_idx, lo, grad=False)
-                out[p_idx, k_idx] = obj.detach().double().cpu()
-        return out[pair_ids]
+    def values(
+        self, pair_ids: torch.Tensor, n_per_pair: int, make_rows: RowMaker, *, shared: bool = False
+    ) -> torch.Tensor:
+        """Objective of every row, no gradients: ``[n_pairs_given, n_per_pair]`` in ``pair_ids`` order.
 
-    def values_shared(self, n_per_pair: int, make_rows: RowMaker) -> torch.Tensor:
-        """``values`` of every pair for targets that share their rows (see :meth:`grad_sum_shared`): one
-        forward pass per (example, step) reads all of the example's targets. ``[n_pairs, n_per_pair]``."""
-        slots, reps = self._target_slots()
+        ``shared``: the targets of one example share their rows (see :meth:`grad_sum_shared`), so one forward
+        pass per (example, step) reads all of the example's targets.
+        """
         out = torch.zeros((len(self.pairs.sample), n_per_pair), dtype=torch.float64)
+        slots, reps = self._target_slots() if shared else (None, pair_ids)
         with torch.no_grad():
             for p_idx, k_idx in self.chunks(reps, n_per_pair):
                 sample = self.pairs.sample[p_idx]
                 lo, hi = self._span(sample)
                 value, _ = make_rows(p_idx, k_idx, lo, hi)
                 res = self.forward(sample, lo, hi, value)
-                table = slots[sample]  # rows, T
+                table = slots[sample] if slots is not None else p_idx.unsqueeze(1)  # rows, targets per row
                 valid = table >= 0
                 table = torch.where(valid, table, p_idx.unsqueeze(1))
                 obj = self.objectives(res, table, lo, grad=False).detach().double().cpu()
                 steps = k_idx.unsqueeze(1).expand_as(table)
                 out[table[valid], steps[valid]] = obj[valid]
-        return out
+        return out[pair_ids]
 
     def rows_between(
         self, base: torch.Tensor, alphas: torch.Tensor

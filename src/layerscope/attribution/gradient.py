@@ -358,7 +358,7 @@ class IntegratedGradients(Attributor):
         # several targets of one example (continuations): share each forward row, vmap the backward
         shared = self.share_rows and pairs.kind != "callable" and len(pairs.sample.unique()) < S
         end_rows = eng.rows_between(base, torch.tensor([0.0, 1.0], dtype=torch.float64))
-        ends = eng.values_shared(2, end_rows) if shared else eng.values(everyone, 2, end_rows)
+        ends = eng.values(everyone, 2, end_rows, shared=shared)
         f_base, f_in = ends[:, 0].numpy(), ends[:, 1].numpy()
         n = int(self.n_steps)
         alphas, weights = quadrature(self.quad, n)
@@ -377,11 +377,8 @@ class IntegratedGradients(Attributor):
         if shared:
             try:
                 total = eng.grad_sum_shared(n, rows, weights)
-            except (
-                NotImplementedError,
-                RuntimeError,
-            ) as e:  # a backward without vmap support: one row per target
-                if not _transform_unsupported(e):
+            except (NotImplementedError, RuntimeError) as e:
+                if not _transform_unsupported(e):  # else: a backward without vmap support, one row per target
                     raise
         if total is None:
             total = eng.grad_sum(everyone, n, rows, weights)

@@ -419,10 +419,8 @@ def _choose_dtype(
 
     def step_seconds(fwd: ForwardFn, obj: Objective) -> float:
         t = time.perf_counter()
-        inputs = _inputs_of(param, param.render(), transform, gen)
-        with capture(model, list(obj.sites), stop=True, detach=False) as trace:
-            fwd(module, inputs)
-        torch.autograd.grad(-obj(trace).sum(), params)
+        _, score, _ = _step_scores(model, module, obj, param, transform, (), fwd, gen)  # the loop's own step
+        torch.autograd.grad(-score.sum(), params)
         return time.perf_counter() - t
 
     for fwd, obj in variants:  # warm-up: allocations, kernel selection
